@@ -1,0 +1,469 @@
+//! `Chan<T>`: a typed channel, buffered or not, usable from threads of any
+//! proc and from plain OS threads.
+//!
+//! A channel is a lock, a FIFO buffer and two queues of blocked parties.
+//! A blocked party keeps its value (or the place its value goes) in a slot
+//! on its own stack; the partner that completes it moves the value straight
+//! between slots under the channel lock, then wakes it (see
+//! [`crate::thread::wait`]). No value is copied through the channel when a
+//! receiver is already waiting, and none is ever dropped on the floor: a
+//! send that fails returns its value in the error.
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::error::{RecvError, SendError, TryRecvError, TrySendError};
+use super::names;
+use crate::thread::wait::{Block, Me, Outcome, Waiter, closed, done};
+use crate::thread::waitq::{Entry, Header, WaitQueue, mark_blocked_shared};
+
+/// A channel: Plan 9's `Channel`, typed. Cloning gives another handle to
+/// the same channel. `Send + Sync` when `T: Send`, so a channel of `Rc`s
+/// stays within its proc.
+///
+/// ```
+/// thread9::run(|| {
+///     let c = thread9::Chan::new(2); // buffered: two sends need no receiver
+///     c.send(1).unwrap();
+///     c.send(2).unwrap();
+///     assert_eq!(c.len(), 2);
+///     c.close();
+///     assert_eq!(c.recv(), Ok(1)); // a closed channel drains its buffer
+///     assert_eq!(c.recv(), Ok(2));
+///     assert_eq!(c.recv(), Err(thread9::RecvError::Closed));
+///     assert_eq!(c.send(3), Err(thread9::SendError::Closed(3))); // nothing lost
+/// }).unwrap();
+/// ```
+pub struct Chan<T> {
+    pub(crate) inner: Arc<Inner<T>>,
+}
+
+pub(crate) struct Inner<T> {
+    pub(crate) hdr: Header,
+    cap: usize,
+    st: UnsafeCell<State<T>>,
+}
+
+pub(crate) struct State<T> {
+    buf: VecDeque<T>,
+    pub(crate) closed: bool,
+    sendq: WaitQueue,
+    recvq: WaitQueue,
+}
+
+// SAFETY: the state is only touched with the header's lock held; values of
+// T move between OS threads, hence `T: Send`.
+unsafe impl<T: Send> Send for Inner<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Inner<T> {}
+
+pub(crate) struct Locked<'a, T> {
+    inner: &'a Inner<T>,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = State<T>;
+    fn deref(&self) -> &State<T> {
+        // SAFETY: a Locked exists only while the lock is held.
+        unsafe { &*self.inner.st.get() }
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut State<T> {
+        // SAFETY: as above, and `&mut self` makes this reference unique.
+        unsafe { &mut *self.inner.st.get() }
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: a Locked is made only by taking the lock.
+        unsafe { self.inner.hdr.lock.unlock() }
+    }
+}
+
+/// Wakes the partner a completed operation claimed, after the lock is gone.
+#[inline]
+fn wake(w: Option<*const Waiter>) {
+    if let Some(w) = w {
+        // SAFETY: `w` was claimed under the channel lock by this operation
+        // and not woken yet.
+        unsafe { Waiter::wake(w) }
+    }
+}
+
+/// Takes the value out of a blocked sender's slot.
+///
+/// # Safety
+/// `e` is a claimed send entry whose slot is an `Option<T>`.
+#[inline]
+unsafe fn take_sent<T>(e: *mut Entry) -> T {
+    // SAFETY: per the contract.
+    unsafe { (*(*e).slot.cast::<Option<T>>()).take() }
+        .expect("thread9: a blocked sender holds a value")
+}
+
+impl<T> State<T> {
+    /// Delivers `v` now, to a waiting receiver or into the buffer; gives it
+    /// back if that would block. Returns the receiver to wake.
+    #[inline]
+    pub(crate) fn try_send(&mut self, cap: usize, v: T) -> Result<Option<*const Waiter>, T> {
+        // SAFETY: we hold the lock (we have &mut State through Locked or
+        // an alt's lock set); a claimed receiver is parked and its slot is
+        // an empty Option<T>.
+        unsafe {
+            if let Some(e) = self.recvq.claim_first(done) {
+                ptr::write((*e).slot.cast::<Option<T>>(), Some(v));
+                return Ok(Some((*e).waiter));
+            }
+        }
+        if self.buf.len() < cap {
+            self.buf.push_back(v);
+            return Ok(None);
+        }
+        Err(v)
+    }
+
+    /// Takes a value now, from the buffer or a waiting sender. A sender
+    /// blocked on a full buffer moves its value into the freed place.
+    #[inline]
+    pub(crate) fn try_recv(&mut self) -> Option<(T, Option<*const Waiter>)> {
+        // SAFETY: lock held; a claimed sender is parked with a full slot.
+        unsafe {
+            if let Some(v) = self.buf.pop_front() {
+                if let Some(e) = self.sendq.claim_first(done) {
+                    self.buf.push_back(take_sent::<T>(e));
+                    return Some((v, Some((*e).waiter)));
+                }
+                return Some((v, None));
+            }
+            if let Some(e) = self.sendq.claim_first(done) {
+                return Some((take_sent::<T>(e), Some((*e).waiter)));
+            }
+        }
+        None
+    }
+
+    /// # Safety
+    /// Lock held; `e` stays put until dequeued.
+    pub(crate) unsafe fn enqueue(&mut self, send: bool, e: *mut Entry) {
+        // SAFETY: per the contract.
+        unsafe {
+            if send {
+                self.sendq.push(e)
+            } else {
+                self.recvq.push(e)
+            }
+        }
+    }
+
+    /// # Safety
+    /// Lock held; `e` was enqueued here (it may have been unlinked since).
+    pub(crate) unsafe fn dequeue(&mut self, send: bool, e: *mut Entry) {
+        // SAFETY: per the contract.
+        unsafe {
+            if send {
+                self.sendq.remove(e)
+            } else {
+                self.recvq.remove(e)
+            }
+        }
+    }
+
+    pub(crate) fn mark_shared(&self) {
+        // SAFETY: lock held.
+        unsafe {
+            mark_blocked_shared(&self.sendq);
+            mark_blocked_shared(&self.recvq);
+        }
+    }
+}
+
+impl<T> Inner<T> {
+    #[inline]
+    pub(crate) fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Takes the lock, noting an outsider's first touch.
+    #[inline]
+    pub(crate) fn lock(&self, me: &Me) -> Locked<'_, T> {
+        self.hdr.lock.lock();
+        let g = Locked { inner: self };
+        if self.hdr.touch(me) {
+            g.mark_shared();
+        }
+        g
+    }
+
+    /// The state, for a caller that holds the lock by other means (alt).
+    ///
+    /// # Safety
+    /// The lock is held and no other reference to the state is live.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn state(&self) -> &mut State<T> {
+        // SAFETY: per the contract.
+        unsafe { &mut *self.st.get() }
+    }
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        if self.hdr.named.load(Ordering::Relaxed) {
+            names::remove(self.addr());
+        }
+    }
+}
+
+impl<T> Chan<T> {
+    /// Creates a channel with room for `nel` buffered values (Plan 9's
+    /// `chancreate`); 0 makes it unbuffered, so that each send waits for a
+    /// receive and vice versa.
+    pub fn new(nel: usize) -> Chan<T> {
+        Chan {
+            inner: Arc::new(Inner {
+                hdr: Header::new(),
+                cap: nel,
+                st: UnsafeCell::new(State {
+                    buf: VecDeque::new(),
+                    closed: false,
+                    sendq: WaitQueue::new(),
+                    recvq: WaitQueue::new(),
+                }),
+            }),
+        }
+    }
+
+    /// Sends `v`, blocking the calling thread (only it: the other threads
+    /// of its proc run meanwhile) until a receiver takes it or the buffer
+    /// has room. Fails with the value when the channel is or gets closed,
+    /// or when the thread is interrupted.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let c = thread9::Chan::new(0);
+    ///     let d = c.clone();
+    ///     thread9::threadcreate(move || assert_eq!(d.recv(), Ok("ping")), 0);
+    ///     c.send("ping").unwrap();
+    /// }).unwrap();
+    /// ```
+    pub fn send(&self, v: T) -> Result<(), SendError<T>> {
+        let me = Me::get();
+        if me.kill_point() {
+            return Err(SendError::Interrupted(v));
+        }
+        let inner = &*self.inner;
+        let mut g = inner.lock(&me);
+        if g.closed {
+            return Err(SendError::Closed(v));
+        }
+        let v = match g.try_send(inner.cap, v) {
+            Ok(w) => {
+                drop(g);
+                wake(w);
+                return Ok(());
+            }
+            Err(v) => v,
+        };
+        let mut slot = Some(v);
+        let slotp: *mut Option<T> = &raw mut slot;
+        let mut e = Entry::new(me.waiter, slotp.cast(), 0);
+        let ep: *mut Entry = &raw mut e;
+        me.waiter().prepare();
+        // SAFETY: lock held; `e` lives on this stack until we return, and
+        // we return only after it is unlinked (by a partner, by close, or
+        // by us below).
+        unsafe { g.enqueue(true, ep) };
+        me.set_blocked(Block::Send, inner.addr(), inner.hdr.is_shared());
+        drop(g);
+        let out = me.waiter().park();
+        // SAFETY: the wait is over, so no one else touches the slot.
+        let take = || unsafe { (*slotp).take() }.expect("thread9: unsent value is in its slot");
+        match out {
+            Outcome::Done(_) => Ok(()),
+            Outcome::Closed(_) => Err(SendError::Closed(take())),
+            Outcome::Interrupted => {
+                let mut g = inner.lock(&me);
+                // SAFETY: lock held; `ep` was enqueued on this channel.
+                unsafe { g.dequeue(true, ep) };
+                drop(g);
+                let v = take();
+                me.kill_point();
+                Err(SendError::Interrupted(v))
+            }
+        }
+    }
+
+    /// Receives a value, blocking the calling thread until there is one.
+    /// Fails when the channel is closed and drained, or when the thread is
+    /// interrupted.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        let me = Me::get();
+        if me.kill_point() {
+            return Err(RecvError::Interrupted);
+        }
+        let inner = &*self.inner;
+        let mut g = inner.lock(&me);
+        if let Some((v, w)) = g.try_recv() {
+            drop(g);
+            wake(w);
+            return Ok(v);
+        }
+        if g.closed {
+            return Err(RecvError::Closed);
+        }
+        let mut slot: Option<T> = None;
+        let slotp: *mut Option<T> = &raw mut slot;
+        let mut e = Entry::new(me.waiter, slotp.cast(), 0);
+        let ep: *mut Entry = &raw mut e;
+        me.waiter().prepare();
+        // SAFETY: as in `send`.
+        unsafe { g.enqueue(false, ep) };
+        me.set_blocked(Block::Recv, inner.addr(), inner.hdr.is_shared());
+        drop(g);
+        match me.waiter().park() {
+            // SAFETY: the sender filled the slot before waking us.
+            Outcome::Done(_) => {
+                Ok(unsafe { (*slotp).take() }.expect("thread9: received value is in its slot"))
+            }
+            Outcome::Closed(_) => Err(RecvError::Closed),
+            Outcome::Interrupted => {
+                let mut g = inner.lock(&me);
+                // SAFETY: lock held; `ep` was enqueued on this channel.
+                unsafe { g.dequeue(false, ep) };
+                drop(g);
+                me.kill_point();
+                Err(RecvError::Interrupted)
+            }
+        }
+    }
+
+    /// Sends `v` only if that needs no waiting: a receiver is blocked, or
+    /// the buffer has room. Never blocks.
+    pub fn nbsend(&self, v: T) -> Result<(), TrySendError<T>> {
+        let me = Me::get();
+        let mut g = self.inner.lock(&me);
+        if g.closed {
+            return Err(TrySendError::Closed(v));
+        }
+        match g.try_send(self.inner.cap, v) {
+            Ok(w) => {
+                drop(g);
+                wake(w);
+                Ok(())
+            }
+            Err(v) => Err(TrySendError::Full(v)),
+        }
+    }
+
+    /// Receives a value only if one is there now. Never blocks.
+    pub fn nbrecv(&self) -> Result<T, TryRecvError> {
+        let me = Me::get();
+        let mut g = self.inner.lock(&me);
+        if let Some((v, w)) = g.try_recv() {
+            drop(g);
+            wake(w);
+            return Ok(v);
+        }
+        Err(if g.closed {
+            TryRecvError::Closed
+        } else {
+            TryRecvError::Empty
+        })
+    }
+
+    /// Closes the channel (Plan 9's `chanclose`): later sends fail,
+    /// receives drain the buffer then fail, and every thread blocked on the
+    /// channel is released with `Closed` (a blocked sender gets its value
+    /// back). Returns true the first time.
+    pub fn close(&self) -> bool {
+        let me = Me::get();
+        let mut g = self.inner.lock(&me);
+        if g.closed {
+            return false;
+        }
+        g.closed = true;
+        let mut woken = Vec::new();
+        // SAFETY: lock held; claimed entries' owners stay parked until the
+        // wakes below.
+        unsafe {
+            while let Some(e) = g.sendq.claim_first(closed) {
+                woken.push((*e).waiter);
+            }
+            while let Some(e) = g.recvq.claim_first(closed) {
+                woken.push((*e).waiter);
+            }
+        }
+        drop(g);
+        for w in woken {
+            wake(Some(w));
+        }
+        true
+    }
+
+    /// Whether [`close`](Chan::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock(&Me::get()).closed
+    }
+
+    /// Values in the buffer now.
+    pub fn len(&self) -> usize {
+        self.inner.lock(&Me::get()).buf.len()
+    }
+
+    /// True when no value is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer's size: `nel` given to [`Chan::new`].
+    pub fn capacity(&self) -> usize {
+        self.inner.cap
+    }
+
+    /// Names the channel (Plan 9's `chansetname`); dumps then show threads
+    /// blocked on it as `recv on <name>`.
+    pub fn set_name(&self, name: &str) {
+        names::set(self.inner.addr(), name);
+        self.inner.hdr.named.store(true, Ordering::Relaxed);
+    }
+
+    /// The channel's name, if it has one.
+    pub fn name(&self) -> Option<String> {
+        names::get(self.inner.addr())
+    }
+
+    /// Whether two handles refer to the same channel.
+    pub fn same(&self, other: &Chan<T>) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<T> Clone for Chan<T> {
+    fn clone(&self) -> Chan<T> {
+        Chan {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Chan<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chan")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}

@@ -1,0 +1,373 @@
+//! Procs: OS threads that hold threads.
+//!
+//! A proc is split in two. [`ProcShared`] is what other procs need: the
+//! inbox they ready its threads into, the state word it sleeps on, and the
+//! list of its threads for dumps and interrupts. [`ProcLocal`] is what only
+//! the proc's own OS thread touches: its run queue, its thread count, its
+//! stack cache. The scheduler loop in [`super::sched`] ties them together.
+
+use std::cell::{Cell, RefCell};
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use super::program::Program;
+use super::stack;
+use super::threads::{self, Thread, ThreadId};
+use crate::util::futex;
+use crate::util::spin::Spin;
+
+/// Proc states, the futex word a sleeping proc waits on.
+pub(crate) const RUNNING: u32 = 0;
+pub(crate) const SLEEPING: u32 = 1;
+/// Held asleep by the deadlock detector while it inspects the program.
+pub(crate) const FROZEN: u32 = 2;
+
+/// A thread record pointer that may sit in another proc's list.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThreadRef(pub(crate) *const Thread);
+// SAFETY: records are Sync (see Thread); the list only names them.
+unsafe impl Send for ThreadRef {}
+
+impl ThreadRef {
+    pub(crate) fn get(&self) -> &Thread {
+        // SAFETY: a record stays in its proc's list until it is freed, and
+        // readers hold the list's lock.
+        unsafe { &*self.0 }
+    }
+}
+
+pub(crate) struct ProcShared {
+    pub(crate) program: Arc<Program>,
+    /// The OS thread id, set when the proc starts.
+    pub(crate) tid: AtomicI32,
+    pub(crate) state: AtomicU32,
+    /// Threads readied by other procs (a Treiber stack, drained whole).
+    inbox: AtomicPtr<Thread>,
+    pub(crate) threads: Spin<Vec<ThreadRef>>,
+    /// Id of the thread running now, 0 when the scheduler is.
+    pub(crate) running: AtomicU64,
+}
+
+impl ProcShared {
+    pub(crate) fn new(program: Arc<Program>) -> Arc<ProcShared> {
+        Arc::new(ProcShared {
+            program,
+            tid: AtomicI32::new(0),
+            state: AtomicU32::new(RUNNING),
+            inbox: AtomicPtr::new(ptr::null_mut()),
+            threads: Spin::new(Vec::new()),
+            running: AtomicU64::new(0),
+        })
+    }
+
+    /// Adds a thread record to this proc's list.
+    pub(crate) fn adopt(&self, t: *const Thread) {
+        let mut l = self.threads.lock();
+        // SAFETY: the caller owns the fresh record.
+        unsafe { (*t).list_idx.store(l.len(), Ordering::Relaxed) };
+        l.push(ThreadRef(t));
+    }
+
+    fn disown(&self, t: &Thread) {
+        let mut l = self.threads.lock();
+        let i = t.list_idx.load(Ordering::Relaxed);
+        debug_assert!(ptr::eq(l[i].0, t));
+        l.swap_remove(i);
+        if let Some(moved) = l.get(i) {
+            moved.get().list_idx.store(i, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn inbox_is_empty(&self) -> bool {
+        self.inbox.load(Ordering::SeqCst).is_null()
+    }
+
+    fn inbox_push(&self, t: *const Thread) {
+        let t = t as *mut Thread;
+        let mut head = self.inbox.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the caller is the one agent readying `t`, so no one
+            // else writes its link.
+            unsafe { (*t).inbox_next.store(head, Ordering::Relaxed) };
+            match self
+                .inbox
+                .compare_exchange_weak(head, t, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Takes every thread in the inbox, oldest first.
+    fn inbox_take(&self) -> *const Thread {
+        let mut p = self.inbox.swap(ptr::null_mut(), Ordering::Acquire);
+        let mut rev: *mut Thread = ptr::null_mut();
+        while !p.is_null() {
+            // SAFETY: threads in the inbox are alive and ours to run.
+            unsafe {
+                let next = (*p).inbox_next.load(Ordering::Relaxed);
+                (*p).inbox_next.store(rev, Ordering::Relaxed);
+                rev = p;
+                p = next;
+            }
+        }
+        rev
+    }
+
+    /// Wakes the proc if it sleeps; waits out a deadlock check that holds
+    /// it frozen (the check then sees the inbox and gives up).
+    pub(crate) fn kick(&self) {
+        loop {
+            match self.state.load(Ordering::SeqCst) {
+                SLEEPING => {
+                    if self
+                        .state
+                        .compare_exchange(SLEEPING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        self.program.awake.fetch_add(1, Ordering::SeqCst);
+                        futex::wake(&self.state, 1);
+                        return;
+                    }
+                }
+                FROZEN => std::thread::yield_now(),
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Readies `t` from outside its proc.
+///
+/// # Safety
+/// As for [`threads::ready`].
+pub(crate) unsafe fn ready_remote(t: *const Thread) {
+    // SAFETY: `t` is parked and alive, so its proc is; the extra count keeps
+    // the proc alive after the push, when `t` may run, exit, and let its
+    // proc end before we kick it.
+    let p = unsafe {
+        let p = (*t).proc;
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    };
+    p.inbox_push(t);
+    p.kick();
+}
+
+pub(crate) struct ProcLocal {
+    pub(crate) shared: Arc<ProcShared>,
+    runq_head: Cell<*const Thread>,
+    runq_tail: Cell<*const Thread>,
+    pub(crate) nthreads: Cell<usize>,
+    pub(crate) stacks: RefCell<stack::Cache>,
+    /// Status of the last thread of this proc to exit.
+    pub(crate) last_status: RefCell<Option<String>>,
+}
+
+thread_local! {
+    static LOCAL: Cell<*const ProcLocal> = const { Cell::new(ptr::null()) };
+}
+
+/// The calling OS thread's proc, if it is one.
+#[inline]
+pub(crate) fn local() -> Option<&'static ProcLocal> {
+    let p = LOCAL.with(|l| l.get());
+    // SAFETY: LOCAL is set only while the ProcLocal lives on the proc's
+    // scheduler frame, which encloses every thread and call on this OS
+    // thread; callers never keep the reference past their own call.
+    unsafe { p.as_ref() }
+}
+
+impl ProcLocal {
+    pub(crate) fn new(shared: Arc<ProcShared>) -> ProcLocal {
+        ProcLocal {
+            shared,
+            runq_head: Cell::new(ptr::null()),
+            runq_tail: Cell::new(ptr::null()),
+            nthreads: Cell::new(0),
+            stacks: RefCell::new(stack::Cache::default()),
+            last_status: RefCell::new(None),
+        }
+    }
+
+    /// Makes this the calling OS thread's proc for the duration of `f`.
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.shared
+            .tid
+            .store(crate::util::gettid(), Ordering::Relaxed);
+        LOCAL.with(|l| l.set(self));
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                LOCAL.with(|l| l.set(ptr::null()));
+            }
+        }
+        let _leave = Leave;
+        f()
+    }
+
+    #[inline]
+    pub(crate) fn push_ready(&self, t: *const Thread) {
+        // SAFETY: run-queue links belong to this proc's OS thread, which is
+        // the caller.
+        unsafe { (*t).next.set(ptr::null()) };
+        let tail = self.runq_tail.get();
+        if tail.is_null() {
+            self.runq_head.set(t);
+        } else {
+            // SAFETY: as above; `tail` is a live thread of this proc.
+            unsafe { (*tail).next.set(t) };
+        }
+        self.runq_tail.set(t);
+    }
+
+    /// The next thread to run: threads readied by other procs join the tail
+    /// of the queue first, so that they wait their turn like everyone else.
+    #[inline]
+    pub(crate) fn pop_ready(&self) -> Option<*const Thread> {
+        if !self.shared.inbox.load(Ordering::Relaxed).is_null() {
+            self.drain_inbox();
+        }
+        let h = self.runq_head.get();
+        if h.is_null() {
+            return None;
+        }
+        // SAFETY: `h` is a live thread of this proc.
+        let n = unsafe { (*h).next.get() };
+        self.runq_head.set(n);
+        if n.is_null() {
+            self.runq_tail.set(ptr::null());
+        }
+        Some(h)
+    }
+
+    #[cold]
+    pub(crate) fn drain_inbox(&self) {
+        let mut p = self.shared.inbox_take();
+        while !p.is_null() {
+            // SAFETY: taken from our inbox: alive and ours.
+            let next = unsafe { (*p).inbox_next.load(Ordering::Relaxed) };
+            self.push_ready(p);
+            p = next;
+        }
+    }
+
+    /// Creates a thread in this proc; the caller runs on this proc's OS
+    /// thread.
+    pub(crate) fn spawn<F: FnOnce() + 'static>(
+        &self,
+        f: F,
+        stacksize: usize,
+        name: &str,
+    ) -> ThreadId {
+        let prog = &self.shared.program;
+        let id = prog.new_tid();
+        let grp = {
+            let cur = threads::current_ptr();
+            // SAFETY: the current thread is alive.
+            if cur.is_null() {
+                0
+            } else {
+                unsafe { (*cur).grp.load(Ordering::Relaxed) }
+            }
+        };
+        let t = Thread::alloc(id, Arc::as_ptr(&self.shared), prog.id, grp, name);
+        self.shared.adopt(t);
+        if prog.exiting() {
+            // SAFETY: we own the fresh record.
+            unsafe { (*t).kill() };
+        }
+        self.launch(t, f, stacksize);
+        id
+    }
+
+    /// Gives an adopted record its stack and coroutine and queues it.
+    pub(crate) fn launch<F: FnOnce() + 'static>(&self, t: *const Thread, f: F, stacksize: usize) {
+        let stack = self.stacks.borrow_mut().get(stack::usable_size(stacksize));
+        // SAFETY: the record is ours and not yet running.
+        unsafe {
+            (*t).guard.set(stack.guard());
+            *(*t).co.get() = Some(threads::Co::with_stack(stack, threads::trampoline(f)));
+        }
+        self.nthreads.set(self.nthreads.get() + 1);
+        self.push_ready(t);
+    }
+
+    /// Frees an exited thread and records how it ended.
+    pub(crate) fn reap(&self, t: *const Thread, exit: super::exit::Exit) {
+        // SAFETY: the thread has returned from its coroutine, so nothing
+        // runs on its stack; once out of the list no other proc can find it,
+        // and it is in no wait queue (it left them before returning).
+        unsafe {
+            self.shared.disown(&*t);
+            let co = (*(*t).co.get())
+                .take()
+                .expect("reaped thread has a coroutine");
+            self.stacks.borrow_mut().put(co.into_stack());
+            drop(Box::from_raw(t as *mut Thread));
+        }
+        self.nthreads.set(self.nthreads.get() - 1);
+        match exit {
+            super::exit::Exit::Status(s) => *self.last_status.borrow_mut() = Some(s),
+            super::exit::Exit::Killed => {}
+            super::exit::Exit::Panic(msg) => self.shared.program.exit_all(&format!("panic: {msg}")),
+        }
+    }
+}
+
+/// Creates a proc (a new OS thread) whose one thread runs `f`, and returns
+/// that thread's id.
+///
+/// `f` must be `Send`: it runs in parallel with the caller, so the compiler
+/// holds you to Plan 9's rule that procs share only what is safe to share.
+///
+/// ```
+/// thread9::run(|| {
+///     let c = thread9::Chan::new(0);
+///     let d = c.clone();
+///     thread9::proccreate(move || d.send(6 * 7).unwrap(), 0);
+///     assert_eq!(c.recv(), Ok(42));
+/// }).unwrap();
+/// ```
+pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> ThreadId {
+    let Some(l) = local() else {
+        threads::outside("proccreate");
+    };
+    let prog = l.shared.program.clone();
+    let id = prog.new_tid();
+    let grp = threads::current_ptr();
+    // SAFETY: the current thread is alive.
+    let grp = if grp.is_null() {
+        0
+    } else {
+        unsafe { (*grp).grp.load(Ordering::Relaxed) }
+    };
+    let shared = ProcShared::new(prog.clone());
+    let t = ThreadRef(Thread::alloc(id, Arc::as_ptr(&shared), prog.id, grp, ""));
+    shared.adopt(t.0);
+    prog.add_proc(shared.clone());
+    if prog.exiting() {
+        t.get().kill();
+    }
+    let spawned = std::thread::Builder::new()
+        .name(format!("thread9 proc {id}"))
+        .stack_size(super::sched::PROC_OS_STACK)
+        .spawn(move || {
+            let t = t;
+            let local = ProcLocal::new(shared);
+            local.enter(|| {
+                local.launch(t.0, f, stacksize);
+                super::sched::run_proc(&local);
+            });
+        });
+    match spawned {
+        Ok(h) => prog.keep_handle(h),
+        Err(e) => panic!(
+            "thread9: proccreate: cannot start an OS thread: {e} (check `ulimit -u` \
+             and /proc/sys/kernel/threads-max)"
+        ),
+    }
+    id
+}

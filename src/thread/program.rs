@@ -1,0 +1,232 @@
+//! A program: the procs and threads started by one `run` (or
+//! `threadmain`), with its own thread ids, exit status and deadlock
+//! detection. Several programs may run in one process at once (each test
+//! of a test binary may be one); they share nothing but the stack pool.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+
+use super::procs::{self, ProcLocal, ProcShared};
+use super::wait::Waiter;
+use super::{deadlock, exit, fault, sched};
+use crate::util::futex;
+
+pub(crate) struct Program {
+    pub(crate) id: u64,
+    next_tid: AtomicU64,
+    procs: Mutex<Vec<Arc<ProcShared>>>,
+    /// Procs not asleep in their scheduler (running a thread, spinning, or
+    /// blocked in a system call). Zero means deadlock is possible.
+    pub(crate) awake: AtomicUsize,
+    /// Procs not yet ended; `run` sleeps on this word.
+    live: AtomicU32,
+    exiting: AtomicBool,
+    /// Set by threadexitsall, a panic or a deadlock; the first one wins.
+    exit_status: Mutex<Option<String>>,
+    /// Status of the last thread to exit.
+    last_status: Mutex<Option<String>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Things that may wake a thread from outside any proc (a child
+    /// process being waited for, a timer); while any exist there is no
+    /// deadlock.
+    pub(crate) external: AtomicUsize,
+    pub(crate) check_lock: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static PROGRAMS: Mutex<Vec<Weak<Program>>> = Mutex::new(Vec::new());
+static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
+
+/// Every program running in this process.
+pub(crate) fn all_programs() -> Vec<Arc<Program>> {
+    lock(&PROGRAMS).iter().filter_map(Weak::upgrade).collect()
+}
+
+impl Program {
+    fn new() -> Arc<Program> {
+        let p = Arc::new(Program {
+            id: NEXT_PROGRAM.fetch_add(1, Ordering::Relaxed),
+            next_tid: AtomicU64::new(1),
+            procs: Mutex::new(Vec::new()),
+            awake: AtomicUsize::new(0),
+            live: AtomicU32::new(0),
+            exiting: AtomicBool::new(false),
+            exit_status: Mutex::new(None),
+            last_status: Mutex::new(None),
+            handles: Mutex::new(Vec::new()),
+            external: AtomicUsize::new(0),
+            check_lock: Mutex::new(()),
+        });
+        let mut all = lock(&PROGRAMS);
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&p));
+        p
+    }
+
+    pub(crate) fn new_tid(&self) -> u64 {
+        self.next_tid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn exiting(&self) -> bool {
+        self.exiting.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn procs(&self) -> Vec<Arc<ProcShared>> {
+        lock(&self.procs).clone()
+    }
+
+    /// Counts a new proc in, before its OS thread starts, so that it is
+    /// awake from the start as far as deadlock detection is concerned.
+    pub(crate) fn add_proc(&self, p: Arc<ProcShared>) {
+        self.awake.fetch_add(1, Ordering::SeqCst);
+        self.live.fetch_add(1, Ordering::SeqCst);
+        lock(&self.procs).push(p);
+    }
+
+    /// Counts an ended proc out; wakes `run` after the last one, or checks
+    /// for deadlock if the others are all asleep.
+    pub(crate) fn remove_proc(&self, p: &ProcShared) {
+        lock(&self.procs).retain(|q| !std::ptr::eq(&**q, p));
+        let last_awake = self.awake.fetch_sub(1, Ordering::SeqCst) == 1;
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            futex::wake(&self.live, i32::MAX);
+        } else if last_awake {
+            deadlock::check(self);
+        }
+    }
+
+    pub(crate) fn keep_handle(&self, h: JoinHandle<()>) {
+        let mut hs = lock(&self.handles);
+        hs.retain(|h| !h.is_finished());
+        hs.push(h);
+    }
+
+    pub(crate) fn set_last_status(&self, s: String) {
+        *lock(&self.last_status) = Some(s);
+    }
+
+    /// Ends every thread of the program with `status` (unless an earlier
+    /// status was set): each is marked killed, and those blocked now are
+    /// woken to die.
+    pub(crate) fn exit_all(&self, status: &str) {
+        {
+            let mut s = lock(&self.exit_status);
+            if s.is_none() {
+                *s = Some(status.to_string());
+            }
+        }
+        self.exiting.store(true, Ordering::SeqCst);
+        for p in self.procs() {
+            let mut blocked = Vec::new();
+            for r in p.threads.lock().iter() {
+                let t = r.get();
+                t.mark_killed();
+                if t.waiter.claim_interrupt() {
+                    blocked.push(&t.waiter as *const Waiter);
+                }
+            }
+            for w in blocked {
+                // SAFETY: we won each claim; the threads stay parked (and
+                // alive) until these wakes.
+                unsafe { Waiter::wake(w) };
+            }
+        }
+    }
+
+    fn wait_ended(&self) {
+        loop {
+            let n = self.live.load(Ordering::SeqCst);
+            if n == 0 {
+                break;
+            }
+            futex::wait(&self.live, n);
+        }
+        for h in std::mem::take(&mut *lock(&self.handles)) {
+            let _ = h.join();
+        }
+    }
+
+    fn final_status(&self) -> Result<(), String> {
+        let s = lock(&self.exit_status)
+            .take()
+            .or_else(|| lock(&self.last_status).take())
+            .unwrap_or_default();
+        if s.is_empty() { Ok(()) } else { Err(s) }
+    }
+}
+
+/// Runs `f` as the first thread (id 1) of a new program on the calling OS
+/// thread, which becomes the program's first proc; returns when every
+/// thread of every proc has exited.
+///
+/// The result is the program's final status: the argument of
+/// [`threadexitsall`](crate::threadexitsall), else that of the last thread
+/// to exit (`Ok(())` when empty). A panic in any thread ends the program
+/// with `Err("panic: <message>")`; a deadlock with `Err("deadlock")`.
+/// Returning from `f` ends only thread 1: the program goes on while other
+/// threads live. Several `run`s may go on at once in one process.
+///
+/// ```
+/// let r = thread9::run(|| {
+///     let c = thread9::Chan::new(0);
+///     let d = c.clone();
+///     thread9::threadcreate(move || d.send("hello").unwrap(), 0);
+///     assert_eq!(c.recv(), Ok("hello"));
+/// });
+/// assert_eq!(r, Ok(()));
+/// ```
+pub fn run<F: FnOnce() + 'static>(f: F) -> Result<(), String> {
+    if procs::local().is_some() {
+        panic!(
+            "thread9::run called from inside a thread9 program: a proc cannot host a \
+             second program; start another proc with proccreate instead"
+        );
+    }
+    exit::install_panic_hook();
+    fault::install();
+    let prog = Program::new();
+    let shared = ProcShared::new(prog.clone());
+    prog.add_proc(shared.clone());
+    let local = ProcLocal::new(shared);
+    local.enter(|| {
+        local.spawn(f, 0, "threadmain");
+        sched::run_proc(&local);
+    });
+    drop(local);
+    prog.wait_ended();
+    prog.final_status()
+}
+
+/// Plan 9's `threadmain`: runs `f(args)` as a program's first thread (see
+/// [`run`]), then exits the process: status 0 if the program's final
+/// status is empty, else the status is printed on stderr and the exit code
+/// is 1.
+///
+/// ```no_run
+/// fn main() {
+///     thread9::threadmain(|args| {
+///         println!("{} arguments", args.len());
+///     })
+/// }
+/// ```
+pub fn threadmain<F: FnOnce(Vec<String>) + 'static>(f: F) -> ! {
+    let args: Vec<String> = std::env::args().collect();
+    let argv0 = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_else(|| "thread9".into());
+    let r = run(move || f(args));
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    match r {
+        Ok(()) => std::process::exit(0),
+        Err(s) => {
+            eprintln!("{argv0}: {s}");
+            std::process::exit(1)
+        }
+    }
+}

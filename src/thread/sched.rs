@@ -1,0 +1,159 @@
+//! The scheduler loop every proc runs on its OS thread.
+//!
+//! Within a proc, scheduling is cooperative and FIFO: a thread runs until
+//! it blocks, yields or exits, then the oldest ready thread runs. A proc
+//! with nothing to run spins briefly (a partner on another core often
+//! readies something within microseconds, and a futex sleep and wake costs
+//! more than that), then sleeps on its state word until another proc readies
+//! one of its threads. At most half the cores' worth of procs spin at once,
+//! so that a program with a thousand idle procs does not burn the machine.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use corosensei::CoroutineResult;
+
+use super::deadlock;
+use super::fault;
+use super::procs::{self, ProcLocal, ProcShared, RUNNING, SLEEPING};
+use super::threads::{self, Thread};
+use crate::util::futex;
+
+/// Stack of a proc's OS thread: it runs only the scheduler and, rarely, a
+/// deadlock report.
+pub(crate) const PROC_OS_STACK: usize = 256 << 10;
+
+/// How long an idle proc polls its inbox before it sleeps.
+const SPIN: Duration = Duration::from_micros(20);
+
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+fn max_spinners() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| (n.get() / 2).max(1))
+            .unwrap_or(1)
+    })
+}
+
+/// Runs the proc until it has no threads left, then retires it.
+pub(crate) fn run_proc(local: &ProcLocal) {
+    let _alt = fault::ensure_altstack();
+    loop {
+        match local.pop_ready() {
+            Some(t) => run_thread(local, t),
+            None if local.nthreads.get() == 0 => break,
+            None => idle(&local.shared),
+        }
+    }
+    let prog = &local.shared.program;
+    if let Some(s) = local.last_status.borrow_mut().take() {
+        prog.set_last_status(s);
+    }
+    prog.remove_proc(&local.shared);
+}
+
+#[inline]
+fn run_thread(local: &ProcLocal, t: *const Thread) {
+    threads::set_current(t);
+    // SAFETY: `t` came off this proc's run queue: it is alive, belongs to
+    // this proc, and is not running; its coroutine is set until reaped.
+    let r = unsafe {
+        local.shared.running.store((*t).id, Ordering::Relaxed);
+        (*(*t).co.get())
+            .as_mut()
+            .expect("ready thread has a coroutine")
+            .resume(())
+    };
+    local.shared.running.store(0, Ordering::Relaxed);
+    threads::set_current(std::ptr::null());
+    if let CoroutineResult::Return(exit) = r {
+        local.reap(t, exit);
+    }
+}
+
+/// Waits for a thread of this proc to become ready.
+fn idle(sh: &ProcShared) {
+    if spin(sh) {
+        return;
+    }
+    let prog = &sh.program;
+    // Publish the sleep before counting ourselves out: when the count of
+    // awake procs reaches zero, every proc is already SLEEPING, so the
+    // deadlock check can freeze them all.
+    sh.state.store(SLEEPING, Ordering::SeqCst);
+    let last = prog.awake.fetch_sub(1, Ordering::SeqCst) == 1;
+    if !sh.inbox_is_empty() {
+        if sh
+            .state
+            .compare_exchange(SLEEPING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            prog.awake.fetch_add(1, Ordering::SeqCst);
+        }
+    } else if last {
+        deadlock::check(prog);
+    }
+    sleep(sh);
+}
+
+fn spin(sh: &ProcShared) -> bool {
+    if SPINNERS.fetch_add(1, Ordering::Relaxed) >= max_spinners() {
+        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    let start = Instant::now();
+    let mut found = false;
+    'spin: loop {
+        for _ in 0..64 {
+            if !sh.inbox_is_empty() {
+                found = true;
+                break 'spin;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() > SPIN {
+            break;
+        }
+    }
+    SPINNERS.fetch_sub(1, Ordering::Relaxed);
+    found
+}
+
+fn sleep(sh: &ProcShared) {
+    loop {
+        let s = sh.state.load(Ordering::Acquire);
+        if s == RUNNING {
+            return;
+        }
+        futex::wait(&sh.state, s);
+    }
+}
+
+/// Lets the other ready threads of this proc run; the caller goes to the
+/// tail of the run queue.
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// thread9::run(|| {
+///     let log = Rc::new(RefCell::new(Vec::new()));
+///     let l = log.clone();
+///     thread9::threadcreate(move || l.borrow_mut().push("child"), 0);
+///     log.borrow_mut().push("main");
+///     thread9::threadyield();
+///     log.borrow_mut().push("main again");
+///     assert_eq!(*log.borrow(), ["main", "child", "main again"]);
+/// }).unwrap();
+/// ```
+pub fn threadyield() {
+    let t = threads::current("threadyield");
+    if t.is_killed() && threads::die_or_report() {
+        return;
+    }
+    let l = procs::local().expect("a running thread has a proc");
+    l.push_ready(t);
+    // SAFETY: `t` is the running thread and has just queued itself.
+    unsafe { threads::suspend(t) };
+}

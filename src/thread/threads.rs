@@ -1,0 +1,345 @@
+//! The thread record, the thread-local "current thread", and
+//! `threadcreate` and friends.
+//!
+//! A thread is a corosensei coroutine on a stack from [`super::stack`],
+//! resumed only by its proc's scheduler on its proc's OS thread. Its record
+//! is shared with other procs (they interrupt it, ready it, list it), so the
+//! fields they read are atomics; the rest belongs to the owning proc alone.
+
+use std::cell::{Cell, UnsafeCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use corosensei::{Coroutine, Yielder};
+
+use super::exit::{self, Exit, Unwind};
+use super::procs::{self, ProcShared};
+use super::stack::Stack;
+use super::wait::{Block, Waiter};
+use crate::util::spin::Spin;
+
+/// A thread's id: 1 for a program's first thread, never reused within a
+/// program.
+pub type ThreadId = u64;
+
+pub(crate) type Co = Coroutine<(), (), Exit, Stack>;
+
+pub(crate) struct Info {
+    pub(crate) name: String,
+    pub(crate) state: String,
+}
+
+pub(crate) struct Thread {
+    pub(crate) id: u64,
+    pub(crate) waiter: Waiter,
+    /// The proc this thread belongs to; alive as long as the thread is.
+    pub(crate) proc: *const ProcShared,
+    pub(crate) program_id: u64,
+    killed: AtomicBool,
+    pub(crate) grp: AtomicU64,
+    blocked: AtomicU8,
+    blocked_on: AtomicUsize,
+    blocked_shared: AtomicBool,
+    pub(crate) info: Spin<Info>,
+    /// Index in the proc's thread list; changed only under that list's lock.
+    pub(crate) list_idx: AtomicUsize,
+    /// Link in the proc's inbox of threads readied by other procs.
+    pub(crate) inbox_next: AtomicPtr<Thread>,
+    // Owned by the proc's OS thread:
+    /// Link in the proc's run queue.
+    pub(crate) next: Cell<*const Thread>,
+    pub(crate) co: UnsafeCell<Option<Co>>,
+    yielder: Cell<*const Yielder<(), ()>>,
+    /// The stack's guard range, read by the overflow handler.
+    pub(crate) guard: Cell<(usize, usize)>,
+}
+
+// SAFETY: fields other threads touch are atomics or behind `info`'s lock;
+// the Cell/UnsafeCell fields are touched only on the owning proc's OS
+// thread (the scheduler and the thread itself), which never run at once.
+unsafe impl Sync for Thread {}
+// SAFETY: as above; a record is handed to a new proc before it runs.
+unsafe impl Send for Thread {}
+
+impl Thread {
+    /// Allocates a record. The caller owns it until it is adopted by a proc.
+    pub(crate) fn alloc(
+        id: u64,
+        proc: *const ProcShared,
+        program_id: u64,
+        grp: u64,
+        name: &str,
+    ) -> *const Thread {
+        let b = Box::new(Thread {
+            id,
+            waiter: Waiter::new(ptr::null()),
+            proc,
+            program_id,
+            killed: AtomicBool::new(false),
+            grp: AtomicU64::new(grp),
+            blocked: AtomicU8::new(0),
+            blocked_on: AtomicUsize::new(0),
+            blocked_shared: AtomicBool::new(false),
+            info: Spin::new(Info {
+                name: name.to_string(),
+                state: String::new(),
+            }),
+            list_idx: AtomicUsize::new(0),
+            inbox_next: AtomicPtr::new(ptr::null_mut()),
+            next: Cell::new(ptr::null()),
+            co: UnsafeCell::new(None),
+            yielder: Cell::new(ptr::null()),
+            guard: Cell::new((0, 0)),
+        });
+        let p = Box::into_raw(b);
+        // SAFETY: `p` is a fresh, exclusively owned allocation; the waiter
+        // must name its own thread, which only exists once boxed.
+        unsafe { ptr::addr_of_mut!((*p).waiter).write(Waiter::new(p)) };
+        p
+    }
+
+    #[inline]
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// Marks the thread to die at its next blocking point and, if it is
+    /// blocked now, wakes it so that it does at once.
+    pub(crate) fn kill(&self) {
+        self.mark_killed();
+        self.interrupt();
+    }
+
+    pub(crate) fn mark_killed(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+    }
+
+    /// Interrupts the thread's current wait, if it has one.
+    pub(crate) fn interrupt(&self) {
+        if self.waiter.claim_interrupt() {
+            // SAFETY: we won the claim for the current wait.
+            unsafe { Waiter::wake(&self.waiter) };
+        }
+    }
+
+    #[inline]
+    pub(crate) fn set_blocked(&self, what: Block, obj: usize, shared: bool) {
+        self.blocked.store(what as u8, Ordering::Relaxed);
+        self.blocked_on.store(obj, Ordering::Relaxed);
+        self.blocked_shared.store(shared, Ordering::Relaxed);
+    }
+
+    pub(crate) fn blocked(&self) -> (Block, usize) {
+        (
+            Block::from_u8(self.blocked.load(Ordering::Relaxed)),
+            self.blocked_on.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn blocked_shared(&self) -> bool {
+        self.blocked_shared.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn proc(&self) -> &ProcShared {
+        // SAFETY: a proc outlives its threads.
+        unsafe { &*self.proc }
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.info.lock().name.clone()
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Thread> = const { Cell::new(ptr::null()) };
+}
+
+#[inline]
+pub(crate) fn current_ptr() -> *const Thread {
+    CURRENT.with(|c| c.get())
+}
+
+#[inline]
+pub(crate) fn set_current(t: *const Thread) {
+    CURRENT.with(|c| c.set(t));
+}
+
+/// The running thread, or a panic naming the way into a program.
+#[track_caller]
+pub(crate) fn current(what: &str) -> &'static Thread {
+    let t = current_ptr();
+    if t.is_null() {
+        outside(what);
+    }
+    // SAFETY: the record outlives every call the thread makes; 'static is
+    // an over-statement callers never rely on beyond their own call.
+    unsafe { &*t }
+}
+
+#[cold]
+#[track_caller]
+pub(crate) fn outside(what: &str) -> ! {
+    panic!(
+        "thread9: {what} called outside a thread9 program; start one with \
+         thread9::run(|| ...) or thread9::threadmain(|args| ...)"
+    )
+}
+
+/// The program id of the calling party: its thread's, its proc's (in the
+/// scheduler), or 0 for a plain OS thread.
+pub(crate) fn current_program_id() -> u64 {
+    let t = current_ptr();
+    if !t.is_null() {
+        // SAFETY: the current thread is alive.
+        return unsafe { (*t).program_id };
+    }
+    procs::local().map_or(0, |l| l.shared.program.id)
+}
+
+/// Parks the running thread until someone readies it.
+///
+/// # Safety
+/// `t` is the running thread, and something will ready it (a claim won on
+/// its waiter, or its own push onto the run queue).
+#[inline]
+pub(crate) unsafe fn suspend(t: &Thread) {
+    // SAFETY: the yielder was stored by the trampoline and lives on this
+    // thread's stack, which is the one running.
+    unsafe { (*t.yielder.get()).suspend(()) }
+}
+
+/// Makes a parked thread runnable: on the local run queue when it belongs
+/// to the calling proc, else on its proc's inbox.
+///
+/// # Safety
+/// `t` is parked, alive, and in no queue; the caller is the one agent
+/// allowed to ready it.
+#[inline]
+pub(crate) unsafe fn ready(t: *const Thread) {
+    // SAFETY: per the contract.
+    unsafe {
+        (*t).blocked.store(Block::None as u8, Ordering::Relaxed);
+        match procs::local() {
+            Some(l) if ptr::eq(std::sync::Arc::as_ptr(&l.shared), (*t).proc) => l.push_ready(t),
+            _ => procs::ready_remote(t),
+        }
+    }
+}
+
+/// A killed thread reached a blocking point: unwind it, unless it is
+/// unwinding already, in which case the operation must report
+/// interruption (a second panic would abort the process).
+#[cold]
+pub(crate) fn die_or_report() -> bool {
+    if std::thread::panicking() {
+        return true;
+    }
+    panic::resume_unwind(Box::new(Unwind::Killed))
+}
+
+/// Records that an outsider may now wake the thread owning `w` (if `w`
+/// belongs to a thread rather than a plain OS thread).
+///
+/// # Safety
+/// `w` is linked into a queue whose lock the caller holds, so its owner is
+/// blocked and alive.
+pub(crate) unsafe fn mark_blocked_shared(w: *const Waiter) {
+    // SAFETY: per the contract.
+    unsafe {
+        if let Some(t) = (*w).thread_ptr().as_ref() {
+            t.blocked_shared.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The body of every thread's coroutine.
+pub(crate) fn trampoline<F: FnOnce() + 'static>(
+    f: F,
+) -> impl FnOnce(&Yielder<(), ()>, ()) -> Exit + 'static {
+    move |y: &Yielder<(), ()>, ()| {
+        let t = current("trampoline");
+        t.yielder.set(y);
+        if t.is_killed() {
+            return Exit::Killed;
+        }
+        match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(()) => Exit::Status(String::new()),
+            Err(payload) => exit::classify(payload),
+        }
+    }
+}
+
+/// Creates a thread in the calling proc and returns its id.
+///
+/// The new thread is appended to the proc's run queue; the caller keeps
+/// running until it blocks or yields (`threadcreate` does not switch).
+/// `stacksize` is rounded up to whole pages and to at least 32 KiB; 0 means
+/// the default (256 KiB). The closure need not be `Send`: threads of one
+/// proc never run in parallel, so they may share `Rc<RefCell<_>>`.
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// thread9::run(|| {
+///     let n = Rc::new(Cell::new(0));
+///     let m = n.clone();
+///     let c = thread9::Chan::new(0);
+///     let d = c.clone();
+///     thread9::threadcreate(move || { m.set(m.get() + 1); d.send(()).unwrap(); }, 0);
+///     assert_eq!(n.get(), 0); // not run yet: threadcreate does not switch
+///     c.recv().unwrap();
+///     assert_eq!(n.get(), 1);
+/// }).unwrap();
+/// ```
+pub fn threadcreate<F: FnOnce() + 'static>(f: F, stacksize: usize) -> ThreadId {
+    let Some(l) = procs::local() else {
+        outside("threadcreate");
+    };
+    l.spawn(f, stacksize, "")
+}
+
+/// The calling thread's id.
+///
+/// ```
+/// thread9::run(|| assert_eq!(thread9::threadid(), 1)).unwrap();
+/// ```
+pub fn threadid() -> ThreadId {
+    current("threadid").id
+}
+
+/// Names the calling thread; the name appears in [`threaddump`](crate::threaddump)
+/// and in panic and stack-overflow reports.
+///
+/// ```
+/// thread9::run(|| {
+///     thread9::threadsetname("worker");
+///     assert_eq!(thread9::threadgetname(), "worker");
+/// }).unwrap();
+/// ```
+pub fn threadsetname(name: &str) {
+    let t = current("threadsetname");
+    let mut i = t.info.lock();
+    i.name.clear();
+    i.name.push_str(name);
+}
+
+/// The calling thread's name (`threadmain` for a program's first thread,
+/// empty for others until set).
+pub fn threadgetname() -> String {
+    current("threadgetname").name()
+}
+
+/// Sets a free-form state string shown beside the thread in dumps.
+///
+/// ```
+/// thread9::run(|| {
+///     thread9::threadsetstate("warming up");
+///     assert!(thread9::threaddump().contains("warming up"));
+/// }).unwrap();
+/// ```
+pub fn threadsetstate(state: &str) {
+    let t = current("threadsetstate");
+    let mut i = t.info.lock();
+    i.state.clear();
+    i.state.push_str(state);
+}

@@ -1,0 +1,195 @@
+//! The parts every blocking object (channel, lock, rendez) is made of: a
+//! spin lock with the facts deadlock detection needs, and intrusive queues
+//! of the entries blocked parties keep on their own stacks.
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::threads;
+use super::wait::{Me, Waiter};
+use crate::util::spin::SpinLock;
+
+/// One blocked operation: a waiter, where its value lives, and which entry
+/// of its alt this is. Lives on the blocked party's stack; linked into a
+/// queue only while its owner waits, and touched only under the queue's
+/// lock.
+/// Copyable only so that arrays of unqueued entries can be built; a queued
+/// entry is never moved or copied.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    pub(crate) waiter: *const Waiter,
+    /// `*mut Option<T>` for channels: the value to send, or where the
+    /// received value goes.
+    pub(crate) slot: *mut (),
+    pub(crate) index: usize,
+    prev: *mut Entry,
+    next: *mut Entry,
+    linked: bool,
+}
+
+impl Entry {
+    pub(crate) const EMPTY: Entry = Entry {
+        waiter: ptr::null(),
+        slot: ptr::null_mut(),
+        index: 0,
+        prev: ptr::null_mut(),
+        next: ptr::null_mut(),
+        linked: false,
+    };
+
+    pub(crate) fn new(waiter: *const Waiter, slot: *mut (), index: usize) -> Entry {
+        Entry {
+            waiter,
+            slot,
+            index,
+            ..Entry::EMPTY
+        }
+    }
+}
+
+/// A FIFO of blocked entries.
+pub(crate) struct WaitQueue {
+    head: *mut Entry,
+    tail: *mut Entry,
+}
+
+impl WaitQueue {
+    pub(crate) const fn new() -> WaitQueue {
+        WaitQueue {
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+        }
+    }
+
+    /// # Safety
+    /// Lock held; `e` is unlinked and stays put until removed.
+    #[inline]
+    pub(crate) unsafe fn push(&mut self, e: *mut Entry) {
+        // SAFETY: per the contract, `e` and every linked entry are valid.
+        unsafe {
+            (*e).prev = self.tail;
+            (*e).next = ptr::null_mut();
+            (*e).linked = true;
+            if self.tail.is_null() {
+                self.head = e;
+            } else {
+                (*self.tail).next = e;
+            }
+            self.tail = e;
+        }
+    }
+
+    /// Unlinks `e` if it is still linked (a partner or `close` may have
+    /// unlinked it already).
+    ///
+    /// # Safety
+    /// Lock held; `e` is valid and, if linked, linked into this queue.
+    #[inline]
+    pub(crate) unsafe fn remove(&mut self, e: *mut Entry) {
+        // SAFETY: per the contract.
+        unsafe {
+            if !(*e).linked {
+                return;
+            }
+            let (p, n) = ((*e).prev, (*e).next);
+            if p.is_null() {
+                self.head = n;
+            } else {
+                (*p).next = n;
+            }
+            if n.is_null() {
+                self.tail = p;
+            } else {
+                (*n).prev = p;
+            }
+            (*e).linked = false;
+        }
+    }
+
+    /// Claims the oldest entry whose owner is still waiting, with outcome
+    /// `code(entry.index)`, and unlinks it. Entries whose owners were
+    /// already claimed through another channel (or interrupted) are
+    /// unlinked on the way: their owners will find them gone.
+    ///
+    /// # Safety
+    /// Lock held.
+    #[inline]
+    pub(crate) unsafe fn claim_first(&mut self, code: fn(usize) -> usize) -> Option<*mut Entry> {
+        // SAFETY: lock held, so linked entries are valid; a claimed entry's
+        // owner stays parked until woken.
+        unsafe {
+            while !self.head.is_null() {
+                let e = self.head;
+                self.remove(e);
+                if (*(*e).waiter).claim(code((*e).index)) {
+                    return Some(e);
+                }
+            }
+        }
+        None
+    }
+
+    /// # Safety
+    /// Lock held.
+    pub(crate) unsafe fn for_each(&self, mut f: impl FnMut(&Entry)) {
+        let mut e = self.head;
+        while !e.is_null() {
+            // SAFETY: lock held, so linked entries are valid.
+            unsafe {
+                f(&*e);
+                e = (*e).next;
+            }
+        }
+    }
+}
+
+/// The lock and bookkeeping at the head of every blocking object.
+pub(crate) struct Header {
+    pub(crate) lock: SpinLock,
+    /// The program that created the object; 0 for none.
+    owner: u64,
+    /// Touched by an OS thread outside the owning program (or created
+    /// outside any): someone deadlock detection cannot see may act on it.
+    shared: AtomicBool,
+    pub(crate) named: AtomicBool,
+}
+
+impl Header {
+    pub(crate) fn new() -> Header {
+        let owner = threads::current_program_id();
+        Header {
+            lock: SpinLock::new(),
+            owner,
+            shared: AtomicBool::new(owner == 0),
+            named: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Relaxed)
+    }
+
+    /// True the first time a party from outside the owning program touches
+    /// the object; the caller (holding the lock) must then mark the threads
+    /// blocked on it with [`mark_blocked_shared`].
+    #[inline]
+    pub(crate) fn touch(&self, me: &Me) -> bool {
+        if me.program == self.owner || self.shared.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.shared.store(true, Ordering::Relaxed);
+        true
+    }
+}
+
+/// Tells every thread blocked in `q` that an outsider may wake it now.
+///
+/// # Safety
+/// The lock of the object owning `q` is held.
+pub(crate) unsafe fn mark_blocked_shared(q: &WaitQueue) {
+    // SAFETY: lock held per the contract; linked entries' waiters are alive.
+    unsafe {
+        q.for_each(|e| threads::mark_blocked_shared((*e).waiter));
+    }
+}
