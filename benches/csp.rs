@@ -1,1 +1,339 @@
-fn main() {}
+//! `cargo bench --bench csp`: thread9's figures, one line each:
+//! `bench <name> <value> <unit>`. Pass names to run only those.
+//!
+//! Each timing is the median of several runs. Memory figures are taken in
+//! a fresh child process, so that stacks cached by earlier runs cannot make
+//! them look better than a new program would see.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use thread9::{Alt, Chan, proccreate, run, threadcreate, threadexitsall, threadyield};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn report(name: &str, value: f64, unit: &str) {
+    if value >= 100.0 {
+        println!("bench {name} {value:.0} {unit}");
+    } else {
+        println!("bench {name} {value:.2} {unit}");
+    }
+}
+
+/// Runs `f` (which returns its own measured duration for `n` operations)
+/// `runs` times and reports the median per operation in `unit`.
+fn timed(name: &str, runs: usize, n: u64, unit: &str, scale: f64, f: impl Fn(u64) -> Duration) {
+    let v: Vec<f64> = (0..runs)
+        .map(|_| f(n).as_secs_f64() * scale / n as f64)
+        .collect();
+    report(name, median(v), unit);
+}
+
+fn pingpong_thread(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        let (a, b) = (Chan::<u64>::new(0), Chan::<u64>::new(0));
+        let (a2, b2) = (a.clone(), b.clone());
+        threadcreate(
+            move || {
+                while let Ok(v) = a2.recv() {
+                    b2.send(v).unwrap();
+                }
+            },
+            0,
+        );
+        let t = Instant::now();
+        for i in 0..n {
+            a.send(i).unwrap();
+            b.recv().unwrap();
+        }
+        o.set(t.elapsed());
+        a.close();
+    })
+    .unwrap();
+    out.get()
+}
+
+/// Diagnostic: a send and a receive that never block (one thread, a
+/// buffered channel): the cost of the channel work alone.
+fn chan_nonblocking(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        let c = Chan::<u64>::new(1);
+        let t = Instant::now();
+        for i in 0..n {
+            c.send(i).unwrap();
+            std::hint::black_box(c.recv().unwrap());
+        }
+        o.set(t.elapsed());
+    })
+    .unwrap();
+    out.get()
+}
+
+fn yield_pingpong(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        threadcreate(
+            move || {
+                for _ in 0..n {
+                    threadyield();
+                }
+            },
+            0,
+        );
+        let t = Instant::now();
+        for _ in 0..n {
+            threadyield();
+        }
+        o.set(t.elapsed());
+    })
+    .unwrap();
+    out.get()
+}
+
+fn alt_pingpong(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        let (a, b, quiet) = (
+            Chan::<u64>::new(0),
+            Chan::<u64>::new(0),
+            Chan::<u64>::new(0),
+        );
+        let (a2, b2, q2) = (a.clone(), b.clone(), quiet.clone());
+        threadcreate(
+            move || {
+                loop {
+                    let (mut x, mut y) = (None, None);
+                    let mut alt = Alt::new();
+                    alt.recv(&a2, &mut x).recv(&q2, &mut y);
+                    if alt.alt() != Ok(0) {
+                        break;
+                    }
+                    drop(alt);
+                    b2.send(x.unwrap()).unwrap();
+                }
+            },
+            0,
+        );
+        let t = Instant::now();
+        for i in 0..n {
+            a.send(i).unwrap();
+            let (mut x, mut y) = (None, None);
+            let mut alt = Alt::new();
+            alt.recv(&b, &mut x).recv(&quiet, &mut y);
+            alt.alt().unwrap();
+        }
+        o.set(t.elapsed());
+        a.close();
+    })
+    .unwrap();
+    out.get()
+}
+
+fn pingpong_proc(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        let (a, b) = (Chan::<u64>::new(0), Chan::<u64>::new(0));
+        let (a2, b2) = (a.clone(), b.clone());
+        proccreate(
+            move || {
+                while let Ok(v) = a2.recv() {
+                    b2.send(v).unwrap();
+                }
+            },
+            0,
+        );
+        // Let the proc start before timing.
+        a.send(0).unwrap();
+        b.recv().unwrap();
+        let t = Instant::now();
+        for i in 0..n {
+            a.send(i).unwrap();
+            b.recv().unwrap();
+        }
+        o.set(t.elapsed());
+        a.close();
+    })
+    .unwrap();
+    out.get()
+}
+
+fn spawn(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        let done = Rc::new(Cell::new(0u64));
+        // Warm the proc's stack cache, as a long-running program has it.
+        for _ in 0..64 {
+            threadcreate(|| {}, 0);
+        }
+        threadyield();
+        let t = Instant::now();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(64);
+            for _ in 0..k {
+                let d = done.clone();
+                threadcreate(move || d.set(d.get() + 1), 0);
+            }
+            threadyield();
+            left -= k;
+        }
+        o.set(t.elapsed());
+        assert_eq!(done.get(), n);
+    })
+    .unwrap();
+    out.get()
+}
+
+/// The tprimes sieve, counting instead of printing. Stops at the `count`th
+/// prime or at the first prime above `max`, whichever comes first.
+fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
+    fn filter(procs: bool, nbuf: usize, count: u64, max: u64, seen: u64, input: Chan<u64>) {
+        let p = input.recv().unwrap();
+        if seen + 1 >= count || p > max {
+            threadexitsall("");
+        }
+        let next = Chan::new(nbuf);
+        let n = next.clone();
+        let f = move || filter(procs, nbuf, count, max, seen + 1, n);
+        if procs {
+            proccreate(f, 32 << 10);
+        } else {
+            threadcreate(f, 32 << 10);
+        }
+        loop {
+            let i = input.recv().unwrap();
+            if i % p != 0 {
+                next.send(i).unwrap();
+            }
+        }
+    }
+    let t = Instant::now();
+    run(move || {
+        let c = Chan::new(nbuf);
+        let d = c.clone();
+        threadcreate(move || filter(procs, nbuf, count, max, 0, d), 32 << 10);
+        for i in 2.. {
+            c.send(i).unwrap();
+        }
+    })
+    .unwrap();
+    t.elapsed()
+}
+
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// In a child process: a million threads blocked in recv at once, then all
+/// released. Prints the RSS per thread.
+fn idle_child(n: u64) {
+    let out = Rc::new(Cell::new(0f64));
+    let o = out.clone();
+    run(move || {
+        let c = Chan::<u64>::new(0);
+        let alive = Rc::new(Cell::new(0u64));
+        let before = rss_bytes();
+        for _ in 0..n {
+            let c = c.clone();
+            let alive = alive.clone();
+            threadcreate(
+                move || {
+                    alive.set(alive.get() + 1);
+                    let _ = c.recv();
+                    alive.set(alive.get() - 1);
+                },
+                0,
+            );
+        }
+        threadyield(); // every new thread runs once and blocks in recv
+        assert_eq!(alive.get(), n, "all threads alive and blocked at once");
+        let after = rss_bytes();
+        o.set((after - before) as f64 / n as f64);
+        c.close();
+        threadyield();
+        assert_eq!(alive.get(), 0);
+    })
+    .unwrap();
+    println!("{}", out.get());
+}
+
+fn idle_threads(n: u64) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--idle-child", &n.to_string()])
+        .output()
+        .expect("run the idle child");
+    assert!(
+        out.status.success(),
+        "idle child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--idle-child") {
+        idle_child(args[1].parse().unwrap());
+        return;
+    }
+    let only: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o));
+
+    if want("pingpong_thread") {
+        timed("pingpong_thread", 7, 2_000_000, "ns", 1e9, pingpong_thread);
+    }
+    if want("chan_nonblocking") {
+        timed(
+            "chan_nonblocking",
+            7,
+            5_000_000,
+            "ns",
+            1e9,
+            chan_nonblocking,
+        );
+    }
+    if want("yield_pingpong") {
+        timed("yield_pingpong", 7, 2_000_000, "ns", 1e9, yield_pingpong);
+    }
+    if want("alt_pingpong") {
+        timed("alt_pingpong", 7, 1_000_000, "ns", 1e9, alt_pingpong);
+    }
+    if want("pingpong_proc") {
+        timed("pingpong_proc", 7, 200_000, "ns", 1e9, pingpong_proc);
+    }
+    if want("spawn") {
+        timed("spawn", 7, 1_000_000, "ns", 1e9, spawn);
+    }
+    if want("primes_thread_2000") {
+        timed("primes_thread_2000", 5, 1, "ms", 1e3, |_| {
+            sieve(false, 0, 2000, u64::MAX)
+        });
+    }
+    if want("primes_proc_10000") {
+        timed("primes_proc_10000", 3, 1, "ms", 1e3, |_| {
+            sieve(true, 0, u64::MAX, 10000)
+        });
+    }
+    if want("idle_threads_1m") {
+        report("idle_threads_1m", idle_threads(1_000_000), "bytes/thread");
+    }
+}

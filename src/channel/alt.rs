@@ -15,7 +15,7 @@ use std::ptr;
 use super::chan::{Chan, Inner};
 use super::error::AltError;
 use crate::thread::wait::{Block, Me, Outcome, Waiter};
-use crate::thread::waitq::{Entry, Header};
+use crate::thread::waitq::{Entry, Header, Held};
 use crate::util::rng;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl<T> Port for Inner<T> {
                     }
                 }
             } else {
-                match st.try_recv() {
+                match st.try_recv(self.cap()) {
                     Some((v, w)) => {
                         ptr::write(slot, Some(v));
                         Ready::Done(w)
@@ -267,23 +267,36 @@ impl<'a> Alt<'a> {
 
     /// Performs one ready entry, waiting until one is ready; returns its
     /// index. With no entries but nops, waits until interrupted.
+    // Inlined so that the context switch lands in the caller's frame (see
+    // `Waiter::park`); the work before and after it is out of line and
+    // reports through a packed status word rather than an enum in memory.
+    #[inline(always)]
     pub fn alt(&mut self) -> Result<usize, AltError> {
-        self.select(true)
+        let mut w = AltWait::new();
+        let st = self.start(true, &mut w);
+        if st != PARK {
+            return unpack(st);
+        }
+        let out = w.waiter().park();
+        self.finish(&mut w, out)
     }
 
     /// Performs one ready entry if there is one, else returns
     /// `Err(AltError::WouldBlock)` at once (Plan 9's `CHANNOBLK`).
     pub fn nbalt(&mut self) -> Result<usize, AltError> {
-        self.select(false)
+        let mut w = AltWait::new();
+        unpack(self.start(false, &mut w))
     }
 
-    fn select(&mut self, block: bool) -> Result<usize, AltError> {
+    /// Performs a ready entry, or fails, or (blocking) queues an entry on
+    /// every channel and returns PARK.
+    fn start(&mut self, block: bool, w: &mut AltWait) -> u64 {
         let me = Me::get();
         if block && me.kill_point() {
-            return Err(AltError::Interrupted);
+            return pack(Err(AltError::Interrupted));
         }
         let es = self.entries.as_slice();
-        let mut live: Small<usize, 4> = Small::new(0);
+        let live = &mut w.live;
         for (i, e) in es.iter().enumerate() {
             let Some(p) = e.port else { continue };
             // SAFETY: the slot was given with this channel's element type.
@@ -301,13 +314,16 @@ impl<'a> Alt<'a> {
         }
         if live.n == 0 {
             if !block {
-                return Err(AltError::WouldBlock);
+                return pack(Err(AltError::WouldBlock));
             }
-            return wait_for_interrupt(&me);
+            w.waiter = me.waiter_ptr();
+            me.waiter().prepare();
+            me.set_blocked(Block::Alt, 0, false);
+            return PARK;
         }
         let port = |i: usize| es[i].port.expect("live entries have a channel");
 
-        // Lock every channel once, in address order.
+        // Enter every channel once, in address order.
         let mut order = Small::<usize, 4>::new(0);
         for &i in live.as_slice() {
             order.push(i);
@@ -315,10 +331,7 @@ impl<'a> Alt<'a> {
         order
             .as_mut_slice()
             .sort_unstable_by_key(|&i| port(i).addr());
-        let locks = Locks {
-            ports: order.as_slice().iter().map(|&i| port(i)),
-        };
-        locks.lock(&me);
+        let locks = Locks::enter(order.as_slice().iter().map(|&i| port(i)), me);
 
         // Scan in random order; perform the first ready entry.
         let mut perm = Small::<usize, 4>::new(0);
@@ -331,60 +344,65 @@ impl<'a> Alt<'a> {
         }
         for &i in perm.as_slice() {
             let e = es[i];
-            // SAFETY: all locks held; slots typed, receive slots emptied.
+            // SAFETY: all entered; slots typed, receive slots emptied.
             match unsafe { port(i).try_op(e.op == Op::Send, e.slot) } {
                 Ready::No => {}
                 Ready::Done(w) => {
-                    locks.unlock();
+                    locks.leave();
                     if let Some(w) = w {
-                        // SAFETY: claimed under the lock by try_op.
-                        unsafe { Waiter::wake(w) };
+                        // SAFETY: claimed inside the critical section.
+                        unsafe { Waiter::wake_from(w, &me) };
                     }
-                    return Ok(i);
+                    return pack(Ok(i));
                 }
                 Ready::Closed => {
-                    locks.unlock();
-                    return Err(AltError::Closed(i));
+                    locks.leave();
+                    return pack(Err(AltError::Closed(i)));
                 }
             }
         }
         if !block {
-            locks.unlock();
-            return Err(AltError::WouldBlock);
+            locks.leave();
+            return pack(Err(AltError::WouldBlock));
         }
 
-        // Queue on every channel and sleep.
-        let mut waits = Small::<Entry, 4>::new(Entry::EMPTY);
+        // Queue on every channel; the caller parks.
         for &i in live.as_slice() {
-            waits.push(Entry::new(me.waiter, es[i].slot, i));
+            w.waits.push(Entry::new(me.waiter_ptr(), es[i].slot, i));
         }
-        let wp = waits.as_mut_slice().as_mut_ptr();
+        let wp = w.waits.as_mut_slice().as_mut_ptr();
+        w.waiter = me.waiter_ptr();
         me.waiter().prepare();
         let mut shared = false;
         for (k, &i) in live.as_slice().iter().enumerate() {
-            // SAFETY: locks held; `waits` is not touched again until every
-            // entry is dequeued, so the entries stay put.
+            // SAFETY: entered; `w` lives in the caller's frame and its
+            // entries are not moved until `finish` has dequeued them all.
             unsafe { port(i).enqueue(es[i].op == Op::Send, wp.add(k)) };
             shared |= port(i).header().is_shared();
         }
         me.set_blocked(Block::Alt, 0, shared);
-        locks.unlock();
-        let out = me.waiter().park();
+        locks.leave();
+        PARK
+    }
+
+    /// Takes the entries that were not chosen off their channels.
+    fn finish(&mut self, w: &mut AltWait, out: Outcome) -> Result<usize, AltError> {
+        let me = Me::get();
+        let es = self.entries.as_slice();
         let won = match out {
             Outcome::Done(i) => Some(i),
             _ => None,
         };
-        for (k, &i) in live.as_slice().iter().enumerate() {
+        let wp = w.waits.as_mut_slice().as_mut_ptr();
+        for (k, &i) in w.live.as_slice().iter().enumerate() {
             if Some(i) == won {
                 continue; // the partner took this one off its queue
             }
-            let p = port(i);
-            p.header().lock.lock();
-            // SAFETY: lock held; the entry was queued on this channel.
-            unsafe {
-                p.dequeue(es[i].op == Op::Send, wp.add(k));
-                p.header().lock.unlock();
-            }
+            let p = es[i].port.expect("live entries have a channel");
+            let h = p.header().enter(me);
+            // SAFETY: entered; the entry was queued on this channel.
+            unsafe { p.dequeue(es[i].op == Op::Send, wp.add(k)) };
+            p.header().leave(h);
         }
         match out {
             Outcome::Done(i) => Ok(i),
@@ -397,45 +415,81 @@ impl<'a> Alt<'a> {
     }
 }
 
-/// The locks of an alt's channels, taken in address order and skipping
-/// repeats (an alt may name a channel twice).
-struct Locks<I> {
-    ports: I,
+/// An alt's wait state, in the frame of the (inlined) `alt` call.
+struct AltWait {
+    live: Small<usize, 4>,
+    waits: Small<Entry, 4>,
+    waiter: *const Waiter,
 }
 
-impl<'a, I: Iterator<Item = &'a dyn Port> + Clone> Locks<I> {
-    fn lock(&self, me: &Me) {
+impl AltWait {
+    #[inline(always)]
+    fn new() -> AltWait {
+        AltWait {
+            live: Small::new(0),
+            waits: Small::new(Entry::EMPTY),
+            waiter: ptr::null(),
+        }
+    }
+
+    #[inline(always)]
+    fn waiter(&self) -> &Waiter {
+        // SAFETY: set by `start` before it returns PARK.
+        unsafe { &*self.waiter }
+    }
+}
+
+/// `start`'s "park now" status; any other value is a packed result.
+const PARK: u64 = u64::MAX;
+
+fn pack(r: Result<usize, AltError>) -> u64 {
+    match r {
+        Ok(i) => (i as u64) << 2,
+        Err(AltError::Closed(i)) => (i as u64) << 2 | 1,
+        Err(AltError::Interrupted) => 2,
+        Err(AltError::WouldBlock) => 3,
+    }
+}
+
+#[inline(always)]
+fn unpack(v: u64) -> Result<usize, AltError> {
+    match v & 3 {
+        0 => Ok((v >> 2) as usize),
+        1 => Err(AltError::Closed((v >> 2) as usize)),
+        2 => Err(AltError::Interrupted),
+        _ => Err(AltError::WouldBlock),
+    }
+}
+
+/// The channels of an alt, entered in address order, each once (an alt
+/// may name a channel twice), with how each was entered.
+struct Locks<'a> {
+    held: Small<(Option<&'a dyn Port>, Option<Held>), 4>,
+}
+
+impl<'a> Locks<'a> {
+    fn enter(ports: impl Iterator<Item = &'a dyn Port>, me: Me) -> Locks<'a> {
+        let mut held = Small::new((None, None));
         let mut last = 0;
-        for p in self.ports.clone() {
+        for p in ports {
             if p.addr() != last {
-                p.header().lock.lock();
-                if p.header().touch(me) {
-                    // SAFETY: just locked.
+                let h = p.header().enter(me);
+                if h.shared_now {
+                    // SAFETY: just entered.
                     unsafe { p.mark_shared() };
                 }
+                held.push((Some(p), Some(h)));
                 last = p.addr();
             }
         }
+        Locks { held }
     }
 
-    fn unlock(&self) {
-        let mut last = 0;
-        for p in self.ports.clone() {
-            if p.addr() != last {
-                // SAFETY: taken in `lock`.
-                unsafe { p.header().lock.unlock() };
-                last = p.addr();
+    fn leave(self) {
+        for &(p, h) in self.held.as_slice() {
+            if let (Some(p), Some(h)) = (p, h) {
+                p.header().leave(h);
             }
         }
     }
-}
-
-/// An alt of nothing but nops: sleeps until interrupted.
-fn wait_for_interrupt(me: &Me) -> Result<usize, AltError> {
-    me.waiter().prepare();
-    me.set_blocked(Block::Alt, 0, false);
-    let out = me.waiter().park();
-    debug_assert_eq!(out, Outcome::Interrupted);
-    me.kill_point();
-    Err(AltError::Interrupted)
 }

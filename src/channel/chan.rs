@@ -12,6 +12,7 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::sync::atomic::Ordering;
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
 use super::names;
 use crate::thread::wait::{Block, Me, Outcome, Waiter, closed, done};
-use crate::thread::waitq::{Entry, Header, WaitQueue, mark_blocked_shared};
+use crate::thread::waitq::{Entry, Header, Held, WaitQueue, mark_blocked_shared};
 
 /// A channel: Plan 9's `Channel`, typed. Cloning gives another handle to
 /// the same channel. `Send + Sync` when `T: Send`, so a channel of `Rc`s
@@ -64,6 +65,7 @@ unsafe impl<T: Send> Sync for Inner<T> {}
 
 pub(crate) struct Locked<'a, T> {
     inner: &'a Inner<T>,
+    held: Held,
 }
 
 impl<T> Deref for Locked<'_, T> {
@@ -82,19 +84,73 @@ impl<T> DerefMut for Locked<'_, T> {
 }
 
 impl<T> Drop for Locked<'_, T> {
+    #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: a Locked is made only by taking the lock.
-        unsafe { self.inner.hdr.lock.unlock() }
+        self.inner.hdr.leave(self.held);
+    }
+}
+
+/// What `send_start` and `recv_start` report.
+const DONE: u8 = 0;
+const PARK: u8 = 1;
+const CLOSED: u8 = 2;
+const INTERRUPTED: u8 = 3;
+
+/// The stack state of one blocked send or receive: the value's slot and
+/// the queue entry that points at it. It lives in the frame of the
+/// (inlined) operation, so it stays put while the operation waits.
+pub(crate) struct Pending<T> {
+    slot: Option<T>,
+    /// Written by `arm`, only when the operation must wait.
+    entry: MaybeUninit<Entry>,
+}
+
+impl<T> Pending<T> {
+    #[inline(always)]
+    fn new() -> Pending<T> {
+        Pending {
+            slot: None,
+            entry: MaybeUninit::uninit(),
+        }
+    }
+
+    /// Points the entry at the slot and the waiter, and starts the wait.
+    #[inline(always)]
+    fn arm(&mut self, me: &Me) -> *mut Entry {
+        let e = self
+            .entry
+            .write(Entry::new(me.waiter_ptr(), (&raw mut self.slot).cast(), 0));
+        me.waiter().prepare();
+        e
+    }
+
+    /// The waiter of an armed operation.
+    #[inline(always)]
+    fn waiter(&self) -> &Waiter {
+        // SAFETY: called only after `arm`, which set a live waiter.
+        unsafe { &*self.entry.assume_init_ref().waiter }
+    }
+
+    fn entry(&mut self) -> *mut Entry {
+        self.entry.as_mut_ptr()
+    }
+
+    /// The value in the slot.
+    #[inline(always)]
+    fn take(&mut self) -> T {
+        self.slot
+            .take()
+            .expect("thread9: the slot of a finished wait holds its value")
     }
 }
 
 /// Wakes the partner a completed operation claimed, after the lock is gone.
-#[inline]
-fn wake(w: Option<*const Waiter>) {
+#[inline(always)]
+fn wake(w: Option<*const Waiter>, me: &Me) {
     if let Some(w) = w {
         // SAFETY: `w` was claimed under the channel lock by this operation
         // and not woken yet.
-        unsafe { Waiter::wake(w) }
+        unsafe { Waiter::wake_from(w, me) }
     }
 }
 
@@ -112,15 +168,18 @@ unsafe fn take_sent<T>(e: *mut Entry) -> T {
 impl<T> State<T> {
     /// Delivers `v` now, to a waiting receiver or into the buffer; gives it
     /// back if that would block. Returns the receiver to wake.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_send(&mut self, cap: usize, v: T) -> Result<Option<*const Waiter>, T> {
-        // SAFETY: we hold the lock (we have &mut State through Locked or
-        // an alt's lock set); a claimed receiver is parked and its slot is
-        // an empty Option<T>.
-        unsafe {
-            if let Some(e) = self.recvq.claim_first(done) {
-                ptr::write((*e).slot.cast::<Option<T>>(), Some(v));
-                return Ok(Some((*e).waiter));
+        // Receivers wait only while the buffer is empty.
+        if cap == 0 || self.buf.is_empty() {
+            // SAFETY: we hold the lock (we have &mut State through Locked
+            // or an alt's lock set); a claimed receiver is parked and its
+            // slot is an empty Option<T>.
+            unsafe {
+                if let Some(e) = self.recvq.claim_first(done) {
+                    ptr::write((*e).slot.cast::<Option<T>>(), Some(v));
+                    return Ok(Some((*e).waiter));
+                }
             }
         }
         if self.buf.len() < cap {
@@ -132,16 +191,18 @@ impl<T> State<T> {
 
     /// Takes a value now, from the buffer or a waiting sender. A sender
     /// blocked on a full buffer moves its value into the freed place.
-    #[inline]
-    pub(crate) fn try_recv(&mut self) -> Option<(T, Option<*const Waiter>)> {
+    #[inline(always)]
+    pub(crate) fn try_recv(&mut self, cap: usize) -> Option<(T, Option<*const Waiter>)> {
         // SAFETY: lock held; a claimed sender is parked with a full slot.
         unsafe {
-            if let Some(v) = self.buf.pop_front() {
-                if let Some(e) = self.sendq.claim_first(done) {
-                    self.buf.push_back(take_sent::<T>(e));
-                    return Some((v, Some((*e).waiter)));
+            if cap != 0 {
+                if let Some(v) = self.buf.pop_front() {
+                    if let Some(e) = self.sendq.claim_first(done) {
+                        self.buf.push_back(take_sent::<T>(e));
+                        return Some((v, Some((*e).waiter)));
+                    }
+                    return Some((v, None));
                 }
-                return Some((v, None));
             }
             if let Some(e) = self.sendq.claim_first(done) {
                 return Some((take_sent::<T>(e), Some((*e).waiter)));
@@ -195,12 +256,13 @@ impl<T> Inner<T> {
         self.cap
     }
 
-    /// Takes the lock, noting an outsider's first touch.
-    #[inline]
+    /// Enters the channel's critical section, noting an outsider's first
+    /// touch.
+    #[inline(always)]
     pub(crate) fn lock(&self, me: &Me) -> Locked<'_, T> {
-        self.hdr.lock.lock();
-        let g = Locked { inner: self };
-        if self.hdr.touch(me) {
+        let held = self.hdr.enter(*me);
+        let g = Locked { inner: self, held };
+        if held.shared_now {
             g.mark_shared();
         }
         g
@@ -257,94 +319,126 @@ impl<T> Chan<T> {
     ///     c.send("ping").unwrap();
     /// }).unwrap();
     /// ```
+    // Inlined so that the context switch lands in the caller's frame: see
+    // `Waiter::park`. The work before and after it is out of line, and
+    // reports back through `p` and a one-byte status (returning the result
+    // enum itself through memory costs a store-forwarding stall per call).
+    #[inline(always)]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
+        let mut p = Pending::new();
+        p.slot = Some(v);
+        match self.send_start(&mut p) {
+            DONE => Ok(()),
+            PARK => match p.waiter().park() {
+                Outcome::Done(_) => Ok(()),
+                out => self.send_failed(&mut p, out),
+            },
+            CLOSED => Err(SendError::Closed(p.take())),
+            _ => Err(SendError::Interrupted(p.take())),
+        }
+    }
+
+    /// Sends the value in `p` now if possible (DONE), or fails (CLOSED,
+    /// INTERRUPTED, value left in `p`); otherwise queues `p` (PARK).
+    fn send_start(&self, p: &mut Pending<T>) -> u8 {
         let me = Me::get();
         if me.kill_point() {
-            return Err(SendError::Interrupted(v));
+            return INTERRUPTED;
         }
         let inner = &*self.inner;
         let mut g = inner.lock(&me);
         if g.closed {
-            return Err(SendError::Closed(v));
+            return CLOSED;
         }
-        let v = match g.try_send(inner.cap, v) {
+        match g.try_send(inner.cap, p.take()) {
             Ok(w) => {
                 drop(g);
-                wake(w);
-                return Ok(());
+                wake(w, &me);
+                DONE
             }
-            Err(v) => v,
-        };
-        let mut slot = Some(v);
-        let slotp: *mut Option<T> = &raw mut slot;
-        let mut e = Entry::new(me.waiter, slotp.cast(), 0);
-        let ep: *mut Entry = &raw mut e;
-        me.waiter().prepare();
-        // SAFETY: lock held; `e` lives on this stack until we return, and
-        // we return only after it is unlinked (by a partner, by close, or
-        // by us below).
-        unsafe { g.enqueue(true, ep) };
-        me.set_blocked(Block::Send, inner.addr(), inner.hdr.is_shared());
-        drop(g);
-        let out = me.waiter().park();
-        // SAFETY: the wait is over, so no one else touches the slot.
-        let take = || unsafe { (*slotp).take() }.expect("thread9: unsent value is in its slot");
-        match out {
-            Outcome::Done(_) => Ok(()),
-            Outcome::Closed(_) => Err(SendError::Closed(take())),
-            Outcome::Interrupted => {
-                let mut g = inner.lock(&me);
-                // SAFETY: lock held; `ep` was enqueued on this channel.
-                unsafe { g.dequeue(true, ep) };
-                drop(g);
-                let v = take();
-                me.kill_point();
-                Err(SendError::Interrupted(v))
+            Err(v) => {
+                p.slot = Some(v);
+                let ep = p.arm(&me);
+                // SAFETY: lock held; `p` lives in the caller's frame until
+                // the operation ends, which is only after the entry is
+                // unlinked (by a partner, by close, or by `send_failed`).
+                unsafe { g.enqueue(true, ep) };
+                me.set_blocked(Block::Send, inner.addr(), inner.hdr.is_shared());
+                PARK
             }
+        }
+    }
+
+    #[cold]
+    fn send_failed(&self, p: &mut Pending<T>, out: Outcome) -> Result<(), SendError<T>> {
+        if out == Outcome::Interrupted {
+            let me = Me::get();
+            let mut g = self.inner.lock(&me);
+            // SAFETY: lock held; the entry was queued on this channel.
+            unsafe { g.dequeue(true, p.entry()) };
+            drop(g);
+            let v = p.take();
+            me.kill_point();
+            Err(SendError::Interrupted(v))
+        } else {
+            Err(SendError::Closed(p.take()))
         }
     }
 
     /// Receives a value, blocking the calling thread until there is one.
     /// Fails when the channel is closed and drained, or when the thread is
     /// interrupted.
+    #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
+        let mut p = Pending::new();
+        match self.recv_start(&mut p) {
+            DONE => Ok(p.take()),
+            PARK => match p.waiter().park() {
+                Outcome::Done(_) => Ok(p.take()),
+                out => self.recv_failed(&mut p, out),
+            },
+            CLOSED => Err(RecvError::Closed),
+            _ => Err(RecvError::Interrupted),
+        }
+    }
+
+    /// Receives into `p` now if possible (DONE), or fails; otherwise
+    /// queues `p` (PARK).
+    fn recv_start(&self, p: &mut Pending<T>) -> u8 {
         let me = Me::get();
         if me.kill_point() {
-            return Err(RecvError::Interrupted);
+            return INTERRUPTED;
         }
         let inner = &*self.inner;
         let mut g = inner.lock(&me);
-        if let Some((v, w)) = g.try_recv() {
+        if let Some((v, w)) = g.try_recv(inner.cap) {
             drop(g);
-            wake(w);
-            return Ok(v);
+            p.slot = Some(v);
+            wake(w, &me);
+            return DONE;
         }
         if g.closed {
-            return Err(RecvError::Closed);
+            return CLOSED;
         }
-        let mut slot: Option<T> = None;
-        let slotp: *mut Option<T> = &raw mut slot;
-        let mut e = Entry::new(me.waiter, slotp.cast(), 0);
-        let ep: *mut Entry = &raw mut e;
-        me.waiter().prepare();
-        // SAFETY: as in `send`.
+        let ep = p.arm(&me);
+        // SAFETY: as in `send_start`.
         unsafe { g.enqueue(false, ep) };
         me.set_blocked(Block::Recv, inner.addr(), inner.hdr.is_shared());
-        drop(g);
-        match me.waiter().park() {
-            // SAFETY: the sender filled the slot before waking us.
-            Outcome::Done(_) => {
-                Ok(unsafe { (*slotp).take() }.expect("thread9: received value is in its slot"))
-            }
-            Outcome::Closed(_) => Err(RecvError::Closed),
-            Outcome::Interrupted => {
-                let mut g = inner.lock(&me);
-                // SAFETY: lock held; `ep` was enqueued on this channel.
-                unsafe { g.dequeue(false, ep) };
-                drop(g);
-                me.kill_point();
-                Err(RecvError::Interrupted)
-            }
+        PARK
+    }
+
+    #[cold]
+    fn recv_failed(&self, p: &mut Pending<T>, out: Outcome) -> Result<T, RecvError> {
+        if out == Outcome::Interrupted {
+            let me = Me::get();
+            let mut g = self.inner.lock(&me);
+            // SAFETY: lock held; the entry was queued on this channel.
+            unsafe { g.dequeue(false, p.entry()) };
+            drop(g);
+            me.kill_point();
+            Err(RecvError::Interrupted)
+        } else {
+            Err(RecvError::Closed)
         }
     }
 
@@ -359,7 +453,7 @@ impl<T> Chan<T> {
         match g.try_send(self.inner.cap, v) {
             Ok(w) => {
                 drop(g);
-                wake(w);
+                wake(w, &me);
                 Ok(())
             }
             Err(v) => Err(TrySendError::Full(v)),
@@ -370,9 +464,9 @@ impl<T> Chan<T> {
     pub fn nbrecv(&self) -> Result<T, TryRecvError> {
         let me = Me::get();
         let mut g = self.inner.lock(&me);
-        if let Some((v, w)) = g.try_recv() {
+        if let Some((v, w)) = g.try_recv(self.inner.cap) {
             drop(g);
-            wake(w);
+            wake(w, &me);
             return Ok(v);
         }
         Err(if g.closed {
@@ -406,7 +500,7 @@ impl<T> Chan<T> {
         }
         drop(g);
         for w in woken {
-            wake(Some(w));
+            wake(Some(w), &me);
         }
         true
     }

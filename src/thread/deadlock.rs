@@ -66,7 +66,7 @@ pub(crate) fn check(prog: &Program) -> bool {
     eprint!("thread9: deadlock: every thread is blocked and nothing can wake them\n{report}");
     for p in frozen {
         p.state.store(RUNNING, Ordering::SeqCst);
-        prog.awake.fetch_add(1, Ordering::SeqCst);
+        prog.wake_one();
         futex::wake(&p.state, 1);
     }
     prog.exit_all("deadlock");

@@ -38,6 +38,8 @@ impl ThreadRef {
 }
 
 pub(crate) struct ProcShared {
+    /// Unique in the process, never 0: names the proc in biased locks.
+    pub(crate) id: u64,
     pub(crate) program: Arc<Program>,
     /// The OS thread id, set when the proc starts.
     pub(crate) tid: AtomicI32,
@@ -51,7 +53,9 @@ pub(crate) struct ProcShared {
 
 impl ProcShared {
     pub(crate) fn new(program: Arc<Program>) -> Arc<ProcShared> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         Arc::new(ProcShared {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             program,
             tid: AtomicI32::new(0),
             state: AtomicU32::new(RUNNING),
@@ -127,7 +131,7 @@ impl ProcShared {
                         .compare_exchange(SLEEPING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
                         .is_ok()
                     {
-                        self.program.awake.fetch_add(1, Ordering::SeqCst);
+                        self.program.wake_one();
                         futex::wake(&self.state, 1);
                         return;
                     }
@@ -171,7 +175,7 @@ thread_local! {
 }
 
 /// The calling OS thread's proc, if it is one.
-#[inline]
+#[inline(always)]
 pub(crate) fn local() -> Option<&'static ProcLocal> {
     let p = LOCAL.with(|l| l.get());
     // SAFETY: LOCAL is set only while the ProcLocal lives on the proc's
@@ -208,7 +212,7 @@ impl ProcLocal {
         f()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_ready(&self, t: *const Thread) {
         // SAFETY: run-queue links belong to this proc's OS thread, which is
         // the caller.
@@ -225,7 +229,7 @@ impl ProcLocal {
 
     /// The next thread to run: threads readied by other procs join the tail
     /// of the queue first, so that they wait their turn like everyone else.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop_ready(&self) -> Option<*const Thread> {
         if !self.shared.inbox.load(Ordering::Relaxed).is_null() {
             self.drain_inbox();
@@ -273,7 +277,7 @@ impl ProcLocal {
                 unsafe { (*cur).grp.load(Ordering::Relaxed) }
             }
         };
-        let t = Thread::alloc(id, Arc::as_ptr(&self.shared), prog.id, grp, name);
+        let t = Thread::alloc(id, &self.shared, grp, name);
         self.shared.adopt(t);
         if prog.exiting() {
             // SAFETY: we own the fresh record.
@@ -288,6 +292,10 @@ impl ProcLocal {
         let stack = self.stacks.borrow_mut().get(stack::usable_size(stacksize));
         // SAFETY: the record is ours and not yet running.
         unsafe {
+            (*t).local.store(
+                self as *const ProcLocal as *mut ProcLocal,
+                Ordering::Relaxed,
+            );
             (*t).guard.set(stack.guard());
             *(*t).co.get() = Some(threads::Co::with_stack(stack, threads::trampoline(f)));
         }
@@ -345,7 +353,7 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
         unsafe { (*grp).grp.load(Ordering::Relaxed) }
     };
     let shared = ProcShared::new(prog.clone());
-    let t = ThreadRef(Thread::alloc(id, Arc::as_ptr(&shared), prog.id, grp, ""));
+    let t = ThreadRef(Thread::alloc(id, &shared, grp, ""));
     shared.adopt(t.0);
     prog.add_proc(shared.clone());
     if prog.exiting() {

@@ -39,6 +39,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 static PROGRAMS: Mutex<Vec<Weak<Program>>> = Mutex::new(Vec::new());
+/// Procs of all programs that are not asleep in their scheduler.
+static AWAKE_PROCS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many procs in the process are awake (running, polling, or in a
+/// system call) rather than asleep in their scheduler.
+pub(crate) fn awake_procs() -> usize {
+    AWAKE_PROCS.load(Ordering::Relaxed)
+}
 static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
 
 /// Every program running in this process.
@@ -81,8 +89,21 @@ impl Program {
 
     /// Counts a new proc in, before its OS thread starts, so that it is
     /// awake from the start as far as deadlock detection is concerned.
-    pub(crate) fn add_proc(&self, p: Arc<ProcShared>) {
+    /// Counts a proc as awake again (it was asleep).
+    pub(crate) fn wake_one(&self) {
+        AWAKE_PROCS.fetch_add(1, Ordering::Relaxed);
         self.awake.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a proc as asleep (or gone); true if it was the last awake
+    /// one of this program.
+    pub(crate) fn sleep_one(&self) -> bool {
+        AWAKE_PROCS.fetch_sub(1, Ordering::Relaxed);
+        self.awake.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    pub(crate) fn add_proc(&self, p: Arc<ProcShared>) {
+        self.wake_one();
         self.live.fetch_add(1, Ordering::SeqCst);
         lock(&self.procs).push(p);
     }
@@ -91,7 +112,7 @@ impl Program {
     /// for deadlock if the others are all asleep.
     pub(crate) fn remove_proc(&self, p: &ProcShared) {
         lock(&self.procs).retain(|q| !std::ptr::eq(&**q, p));
-        let last_awake = self.awake.fetch_sub(1, Ordering::SeqCst) == 1;
+        let last_awake = self.sleep_one();
         if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
             futex::wake(&self.live, i32::MAX);
         } else if last_awake {
@@ -207,11 +228,9 @@ pub fn run<F: FnOnce() + 'static>(f: F) -> Result<(), String> {
 /// is 1.
 ///
 /// ```no_run
-/// fn main() {
-///     thread9::threadmain(|args| {
-///         println!("{} arguments", args.len());
-///     })
-/// }
+/// thread9::threadmain(|args| {
+///     println!("{} arguments", args.len());
+/// })
 /// ```
 pub fn threadmain<F: FnOnce(Vec<String>) + 'static>(f: F) -> ! {
     let args: Vec<String> = std::env::args().collect();

@@ -9,7 +9,7 @@
 //! so that a program with a thousand idle procs does not burn the machine.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
@@ -17,6 +17,7 @@ use corosensei::CoroutineResult;
 use super::deadlock;
 use super::fault;
 use super::procs::{self, ProcLocal, ProcShared, RUNNING, SLEEPING};
+use super::program;
 use super::threads::{self, Thread};
 use crate::util::futex;
 
@@ -24,18 +25,14 @@ use crate::util::futex;
 /// deadlock report.
 pub(crate) const PROC_OS_STACK: usize = 256 << 10;
 
-/// How long an idle proc polls its inbox before it sleeps.
+/// How long an idle proc spins on its inbox when a core is free for it.
 const SPIN: Duration = Duration::from_micros(20);
+/// How long it then keeps yielding its core before it sleeps.
+const YIELD: Duration = Duration::from_micros(50);
 
-static SPINNERS: AtomicUsize = AtomicUsize::new(0);
-
-fn max_spinners() -> usize {
-    static MAX: OnceLock<usize> = OnceLock::new();
-    *MAX.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| (n.get() / 2).max(1))
-            .unwrap_or(1)
-    })
+fn cores() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Runs the proc until it has no threads left, then retires it.
@@ -55,7 +52,9 @@ pub(crate) fn run_proc(local: &ProcLocal) {
     prog.remove_proc(&local.shared);
 }
 
-#[inline]
+/// Inlined into the loop for the same reason as `Waiter::park`: no frame
+/// between the loop and the switch.
+#[inline(always)]
 fn run_thread(local: &ProcLocal, t: *const Thread) {
     threads::set_current(t);
     // SAFETY: `t` came off this proc's run queue: it is alive, belongs to
@@ -76,7 +75,7 @@ fn run_thread(local: &ProcLocal, t: *const Thread) {
 
 /// Waits for a thread of this proc to become ready.
 fn idle(sh: &ProcShared) {
-    if spin(sh) {
+    if poll(sh) {
         return;
     }
     let prog = &sh.program;
@@ -84,14 +83,14 @@ fn idle(sh: &ProcShared) {
     // awake procs reaches zero, every proc is already SLEEPING, so the
     // deadlock check can freeze them all.
     sh.state.store(SLEEPING, Ordering::SeqCst);
-    let last = prog.awake.fetch_sub(1, Ordering::SeqCst) == 1;
+    let last = prog.sleep_one();
     if !sh.inbox_is_empty() {
         if sh
             .state
             .compare_exchange(SLEEPING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
-            prog.awake.fetch_add(1, Ordering::SeqCst);
+            prog.wake_one();
         }
     } else if last {
         deadlock::check(prog);
@@ -99,27 +98,37 @@ fn idle(sh: &ProcShared) {
     sleep(sh);
 }
 
-fn spin(sh: &ProcShared) -> bool {
-    if SPINNERS.fetch_add(1, Ordering::Relaxed) >= max_spinners() {
-        SPINNERS.fetch_sub(1, Ordering::Relaxed);
-        return false;
-    }
+/// Watches the inbox for a while before sleeping: a futex sleep and wake
+/// costs far more than a partner's usual reply time, and a sleeping proc
+/// must be woken by its partner, while an awake one is just handed work.
+/// While every awake proc has a core of its own, we spin; otherwise
+/// spinning would take the core from a proc with work, so we yield it
+/// instead, and a yielding proc runs again as soon as the core is free.
+/// So at most as many procs spin at once as there are cores.
+fn poll(sh: &ProcShared) -> bool {
     let start = Instant::now();
-    let mut found = false;
-    'spin: loop {
-        for _ in 0..64 {
-            if !sh.inbox_is_empty() {
-                found = true;
-                break 'spin;
+    if program::awake_procs() <= cores() {
+        loop {
+            for _ in 0..64 {
+                if !sh.inbox_is_empty() {
+                    return true;
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() > SPIN {
-            break;
+            if start.elapsed() > SPIN {
+                break;
+            }
         }
     }
-    SPINNERS.fetch_sub(1, Ordering::Relaxed);
-    found
+    loop {
+        if !sh.inbox_is_empty() {
+            return true;
+        }
+        if start.elapsed() > SPIN + YIELD {
+            return false;
+        }
+        std::thread::yield_now();
+    }
 }
 
 fn sleep(sh: &ProcShared) {
@@ -147,13 +156,24 @@ fn sleep(sh: &ProcShared) {
 ///     assert_eq!(*log.borrow(), ["main", "child", "main again"]);
 /// }).unwrap();
 /// ```
+// Inlined so that the switch lands in the caller's frame (see
+// `Waiter::park`).
+#[inline(always)]
 pub fn threadyield() {
+    if let Some(t) = yield_start() {
+        // SAFETY: `t` is the running thread and has just queued itself.
+        unsafe { threads::suspend(t) };
+    }
+}
+
+/// Queues the running thread at the tail of its run queue, unless it dies
+/// here instead (or is unwinding, and must not yield).
+fn yield_start() -> Option<&'static Thread> {
     let t = threads::current("threadyield");
     if t.is_killed() && threads::die_or_report() {
-        return;
+        return None;
     }
     let l = procs::local().expect("a running thread has a proc");
     l.push_ready(t);
-    // SAFETY: `t` is the running thread and has just queued itself.
-    unsafe { threads::suspend(t) };
+    Some(t)
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize,
 use corosensei::{Coroutine, Yielder};
 
 use super::exit::{self, Exit, Unwind};
-use super::procs::{self, ProcShared};
+use super::procs::{self, ProcLocal, ProcShared};
 use super::stack::Stack;
 use super::wait::{Block, Waiter};
 use crate::util::spin::Spin;
@@ -35,6 +35,8 @@ pub(crate) struct Thread {
     pub(crate) waiter: Waiter,
     /// The proc this thread belongs to; alive as long as the thread is.
     pub(crate) proc: *const ProcShared,
+    /// The proc's unique id, for proc-biased locks.
+    pub(crate) proc_id: u64,
     pub(crate) program_id: u64,
     killed: AtomicBool,
     pub(crate) grp: AtomicU64,
@@ -46,6 +48,9 @@ pub(crate) struct Thread {
     pub(crate) list_idx: AtomicUsize,
     /// Link in the proc's inbox of threads readied by other procs.
     pub(crate) inbox_next: AtomicPtr<Thread>,
+    /// The proc's local half, set before the thread first runs: a waker on
+    /// the same proc queues the thread there without a thread-local lookup.
+    pub(crate) local: AtomicPtr<ProcLocal>,
     // Owned by the proc's OS thread:
     /// Link in the proc's run queue.
     pub(crate) next: Cell<*const Thread>,
@@ -64,18 +69,13 @@ unsafe impl Send for Thread {}
 
 impl Thread {
     /// Allocates a record. The caller owns it until it is adopted by a proc.
-    pub(crate) fn alloc(
-        id: u64,
-        proc: *const ProcShared,
-        program_id: u64,
-        grp: u64,
-        name: &str,
-    ) -> *const Thread {
+    pub(crate) fn alloc(id: u64, proc: &ProcShared, grp: u64, name: &str) -> *const Thread {
         let b = Box::new(Thread {
             id,
             waiter: Waiter::new(ptr::null()),
             proc,
-            program_id,
+            proc_id: proc.id,
+            program_id: proc.program.id,
             killed: AtomicBool::new(false),
             grp: AtomicU64::new(grp),
             blocked: AtomicU8::new(0),
@@ -87,6 +87,7 @@ impl Thread {
             }),
             list_idx: AtomicUsize::new(0),
             inbox_next: AtomicPtr::new(ptr::null_mut()),
+            local: AtomicPtr::new(ptr::null_mut()),
             next: Cell::new(ptr::null()),
             co: UnsafeCell::new(None),
             yielder: Cell::new(ptr::null()),
@@ -155,7 +156,7 @@ thread_local! {
     static CURRENT: Cell<*const Thread> = const { Cell::new(ptr::null()) };
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn current_ptr() -> *const Thread {
     CURRENT.with(|c| c.get())
 }
@@ -202,7 +203,7 @@ pub(crate) fn current_program_id() -> u64 {
 /// # Safety
 /// `t` is the running thread, and something will ready it (a claim won on
 /// its waiter, or its own push onto the run queue).
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn suspend(t: &Thread) {
     // SAFETY: the yielder was stored by the trampoline and lives on this
     // thread's stack, which is the one running.
@@ -215,7 +216,6 @@ pub(crate) unsafe fn suspend(t: &Thread) {
 /// # Safety
 /// `t` is parked, alive, and in no queue; the caller is the one agent
 /// allowed to ready it.
-#[inline]
 pub(crate) unsafe fn ready(t: *const Thread) {
     // SAFETY: per the contract.
     unsafe {
@@ -223,6 +223,27 @@ pub(crate) unsafe fn ready(t: *const Thread) {
         match procs::local() {
             Some(l) if ptr::eq(std::sync::Arc::as_ptr(&l.shared), (*t).proc) => l.push_ready(t),
             _ => procs::ready_remote(t),
+        }
+    }
+}
+
+/// [`ready`] for a waker that knows it is the running thread `me`: the
+/// common case, a partner in the same proc, needs no thread-local lookup.
+///
+/// # Safety
+/// As for [`ready`]; `me` is the running thread.
+#[inline(always)]
+pub(crate) unsafe fn ready_from(t: *const Thread, me: &Thread) {
+    // SAFETY: per the contract; `local` was set before either thread ran,
+    // and equal locals mean `t` belongs to the proc running `me`, whose
+    // run queue only this OS thread touches.
+    unsafe {
+        let l = (*t).local.load(Ordering::Relaxed);
+        if l == me.local.load(Ordering::Relaxed) {
+            (*t).blocked.store(Block::None as u8, Ordering::Relaxed);
+            (*l).push_ready(t);
+        } else {
+            ready(t);
         }
     }
 }

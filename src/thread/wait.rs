@@ -40,12 +40,15 @@ pub(crate) enum Outcome {
     Interrupted,
 }
 
+#[inline(always)]
 fn decode(code: usize) -> Outcome {
-    match code {
-        INTERRUPTED => Outcome::Interrupted,
-        c if c >= 4 && c % 2 == 0 => Outcome::Done((c - 4) / 2),
-        c if c >= 5 => Outcome::Closed((c - 5) / 2),
-        c => unreachable!("thread9: woken with state {c}"),
+    debug_assert!(code >= 4 || code == INTERRUPTED, "woken with state {code}");
+    if code == INTERRUPTED {
+        Outcome::Interrupted
+    } else if code & 1 == 0 {
+        Outcome::Done((code - 4) >> 1)
+    } else {
+        Outcome::Closed((code - 5) >> 1)
     }
 }
 
@@ -162,13 +165,33 @@ impl Waiter {
         }
     }
 
+    /// [`Waiter::wake`] by the running party `me`.
+    ///
+    /// # Safety
+    /// As for [`Waiter::wake`].
+    #[inline(always)]
+    pub(crate) unsafe fn wake_from(w: *const Waiter, me: &Me) {
+        // SAFETY: per the contract.
+        unsafe {
+            let t = (*w).thread;
+            match me.thread() {
+                Some(m) if !t.is_null() => threads::ready_from(t, m),
+                _ => Waiter::wake(w),
+            }
+        }
+    }
+
     /// Sleeps until a claimant wakes this waiter; returns the outcome and
     /// leaves the waiter idle.
+    ///
+    /// Inlined into every blocking operation on purpose: each stack frame
+    /// between the user's call and the context switch costs a mispredicted
+    /// return on every switch (the CPU's return-address predictor cannot
+    /// follow a change of stacks), which is worth more than the code size.
+    #[inline(always)]
     pub(crate) fn park(&self) -> Outcome {
         if self.thread.is_null() {
-            while self.os_woken.load(Ordering::Acquire) == 0 {
-                futex::wait(&self.os_woken, 0);
-            }
+            self.park_os();
         } else {
             // SAFETY: a non-null `thread` is the calling thread itself.
             unsafe { threads::suspend(&*self.thread) };
@@ -176,6 +199,13 @@ impl Waiter {
         let code = self.state.load(Ordering::Acquire);
         self.state.store(IDLE, Ordering::Relaxed);
         decode(code)
+    }
+
+    #[inline(never)]
+    fn park_os(&self) {
+        while self.os_woken.load(Ordering::Acquire) == 0 {
+            futex::wait(&self.os_woken, 0);
+        }
     }
 }
 
@@ -185,52 +215,63 @@ thread_local! {
     static OS_WAITER: Waiter = const { Waiter::new(ptr::null()) };
 }
 
-/// The calling party: a thread of some program, or a plain OS thread.
+/// The proc id a plain OS thread presents to biased locks: never a real
+/// proc's, so it never takes a biased fast path.
+pub(crate) const FOREIGN_PROC: u64 = u64::MAX;
+
+/// The calling party: a thread of some program, or (null) a plain OS
+/// thread. One pointer, passed by value: hot paths must not spill it.
 #[derive(Clone, Copy)]
 pub(crate) struct Me {
-    pub(crate) waiter: *const Waiter,
-    pub(crate) thread: *const Thread,
-    pub(crate) program: u64,
+    thread: *const Thread,
 }
 
 impl Me {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get() -> Me {
-        let t = threads::current_ptr();
-        if !t.is_null() {
-            // SAFETY: the current thread is alive while it runs.
-            let tr = unsafe { &*t };
-            Me {
-                waiter: &tr.waiter,
-                thread: t,
-                program: tr.program_id,
-            }
-        } else {
-            Me {
-                waiter: OS_WAITER.with(|w| w as *const Waiter),
-                thread: ptr::null(),
-                program: 0,
-            }
+        Me {
+            thread: threads::current_ptr(),
         }
     }
 
-    #[inline]
-    pub(crate) fn waiter(&self) -> &Waiter {
-        // SAFETY: either the current thread's own waiter or this OS thread's
-        // thread-local one; both outlive the call that obtained `self`.
-        unsafe { &*self.waiter }
-    }
-
-    #[inline]
+    #[inline(always)]
     pub(crate) fn thread(&self) -> Option<&Thread> {
         // SAFETY: the current thread outlives any call it makes.
         unsafe { self.thread.as_ref() }
     }
 
+    #[inline(always)]
+    pub(crate) fn waiter(&self) -> &Waiter {
+        match self.thread() {
+            Some(t) => &t.waiter,
+            None => os_waiter(),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn waiter_ptr(&self) -> *const Waiter {
+        self.waiter()
+    }
+
+    /// The caller's proc id, for biased locks.
+    #[inline(always)]
+    pub(crate) fn proc(&self) -> u64 {
+        match self.thread() {
+            Some(t) => t.proc_id,
+            None => FOREIGN_PROC,
+        }
+    }
+
+    /// The caller's program id; 0 for a plain OS thread.
+    #[inline(always)]
+    pub(crate) fn program(&self) -> u64 {
+        self.thread().map_or(0, |t| t.program_id)
+    }
+
     /// A blocking point: a killed thread ends here. Returns true when the
     /// thread was killed but is already unwinding (a destructor is using a
     /// channel): the operation must then fail as interrupted instead.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn kill_point(&self) -> bool {
         match self.thread() {
             Some(t) if t.is_killed() => threads::die_or_report(),
@@ -238,12 +279,19 @@ impl Me {
         }
     }
 
-    /// Records what the thread is about to block on; call with the object's
-    /// lock held, before publishing the wait.
-    #[inline]
+    /// Records what the thread is about to block on; call inside the
+    /// object's critical section, before publishing the wait.
+    #[inline(always)]
     pub(crate) fn set_blocked(&self, what: Block, obj: usize, shared: bool) {
         if let Some(t) = self.thread() {
             t.set_blocked(what, obj, shared);
         }
     }
+}
+
+#[cold]
+fn os_waiter() -> &'static Waiter {
+    // SAFETY: the thread-local lives until this OS thread exits, and a
+    // blocked OS thread cannot exit; callers use it only while they run.
+    OS_WAITER.with(|w| unsafe { &*(w as *const Waiter) })
 }

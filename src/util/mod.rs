@@ -3,6 +3,7 @@
 //! sleep on, and a per-OS-thread random number generator for `alt`.
 
 pub(crate) mod futex;
+pub(crate) mod membarrier;
 pub(crate) mod rng;
 pub(crate) mod spin;
 

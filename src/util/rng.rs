@@ -41,6 +41,6 @@ pub(crate) fn below(n: usize) -> usize {
         s.set(x);
         let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
         // Lemire's multiply-shift: unbiased enough for n far below 2^32.
-        ((r >> 32) * n as u64 >> 32) as usize
+        (((r >> 32) * n as u64) >> 32) as usize
     })
 }
