@@ -76,3 +76,8 @@ pub use thread::{
     ThreadId, proccreate, run, threadcreate, threaddump, threadexits, threadexitsall,
     threadgetname, threadid, threadmain, threadsetname, threadsetstate, threadyield,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

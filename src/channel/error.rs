@@ -8,7 +8,7 @@ use std::fmt;
 pub enum SendError<T> {
     /// The channel is closed.
     Closed(T),
-    /// The sending thread was interrupted ([`threadint`](crate::threadint)).
+    /// The sending thread was interrupted (`threadint`).
     Interrupted(T),
 }
 

@@ -11,7 +11,7 @@
 /// - `default => body`: makes the alt non-blocking; runs when no other arm
 ///   is ready;
 /// - `interrupted => body`: runs when the thread is interrupted
-///   ([`threadint`](crate::threadint)) while waiting. Without it, an
+///   (`threadint`) while waiting. Without it, an
 ///   interrupt panics: a thread that can be interrupted must say what that
 ///   means.
 ///
@@ -49,31 +49,35 @@ macro_rules! alt {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __alt {
-    // Parsing: one arm at a time into a normalised list.
+    // Parsing: one arm at a time into a normalised list. A block body
+    // needs no comma after it; an expression body does, unless it is last.
+    (@parse $arms:tt $ids:tt $def:tt $int:tt , $($rest:tt)*) => {
+        $crate::__alt!(@parse $arms $ids $def $int $($rest)*)
+    };
     (@parse [$($arms:tt)*] [$id:ident $($ids:ident)*] $def:tt $int:tt
-        recv($c:expr) -> $p:pat => $body:block $(, $($rest:tt)*)?) => {
-        $crate::__alt!(@parse [$($arms)* (recv $id ($c) ($p) $body)] [$($ids)*] $def $int $($($rest)*)?)
+        recv($c:expr) -> $p:pat => $body:block $($rest:tt)*) => {
+        $crate::__alt!(@parse [$($arms)* (recv $id ($c) ($p) $body)] [$($ids)*] $def $int $($rest)*)
     };
     (@parse [$($arms:tt)*] [$id:ident $($ids:ident)*] $def:tt $int:tt
         recv($c:expr) -> $p:pat => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__alt!(@parse [$($arms)* (recv $id ($c) ($p) { $body })] [$($ids)*] $def $int $($($rest)*)?)
     };
     (@parse [$($arms:tt)*] [$id:ident $($ids:ident)*] $def:tt $int:tt
-        send($c:expr, $v:expr) -> $p:pat => $body:block $(, $($rest:tt)*)?) => {
-        $crate::__alt!(@parse [$($arms)* (send $id ($c) ($v) ($p) $body)] [$($ids)*] $def $int $($($rest)*)?)
+        send($c:expr, $v:expr) -> $p:pat => $body:block $($rest:tt)*) => {
+        $crate::__alt!(@parse [$($arms)* (send $id ($c) ($v) ($p) $body)] [$($ids)*] $def $int $($rest)*)
     };
     (@parse [$($arms:tt)*] [$id:ident $($ids:ident)*] $def:tt $int:tt
         send($c:expr, $v:expr) -> $p:pat => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__alt!(@parse [$($arms)* (send $id ($c) ($v) ($p) { $body })] [$($ids)*] $def $int $($($rest)*)?)
     };
-    (@parse $arms:tt $ids:tt [] $int:tt default => $body:block $(, $($rest:tt)*)?) => {
-        $crate::__alt!(@parse $arms $ids [$body] $int $($($rest)*)?)
+    (@parse $arms:tt $ids:tt [] $int:tt default => $body:block $($rest:tt)*) => {
+        $crate::__alt!(@parse $arms $ids [$body] $int $($rest)*)
     };
     (@parse $arms:tt $ids:tt [] $int:tt default => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__alt!(@parse $arms $ids [{ $body }] $int $($($rest)*)?)
     };
-    (@parse $arms:tt $ids:tt $def:tt [] interrupted => $body:block $(, $($rest:tt)*)?) => {
-        $crate::__alt!(@parse $arms $ids $def [$body] $($($rest)*)?)
+    (@parse $arms:tt $ids:tt $def:tt [] interrupted => $body:block $($rest:tt)*) => {
+        $crate::__alt!(@parse $arms $ids $def [$body] $($rest)*)
     };
     (@parse $arms:tt $ids:tt $def:tt [] interrupted => $body:expr $(, $($rest:tt)*)?) => {
         $crate::__alt!(@parse $arms $ids $def [{ $body }] $($($rest)*)?)

@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::program::Program;
 use super::stack;
@@ -46,6 +46,10 @@ pub(crate) struct ProcShared {
     pub(crate) state: AtomicU32,
     /// Threads readied by other procs (a Treiber stack, drained whole).
     inbox: AtomicPtr<Thread>,
+    /// Set when a thread of this proc was killed but could not be woken at
+    /// once (it was running, or about to block); the scheduler then wakes
+    /// it once it has parked. See [`ProcShared::attend`].
+    attention: AtomicBool,
     pub(crate) threads: Spin<Vec<ThreadRef>>,
     /// Id of the thread running now, 0 when the scheduler is.
     pub(crate) running: AtomicU64,
@@ -60,6 +64,7 @@ impl ProcShared {
             tid: AtomicI32::new(0),
             state: AtomicU32::new(RUNNING),
             inbox: AtomicPtr::new(ptr::null_mut()),
+            attention: AtomicBool::new(false),
             threads: Spin::new(Vec::new()),
             running: AtomicU64::new(0),
         })
@@ -83,8 +88,24 @@ impl ProcShared {
         }
     }
 
+    /// True when nothing was handed to this proc from outside: no readied
+    /// thread, no request for attention.
     pub(crate) fn inbox_is_empty(&self) -> bool {
-        self.inbox.load(Ordering::SeqCst).is_null()
+        self.inbox.load(Ordering::SeqCst).is_null() && !self.attention.load(Ordering::SeqCst)
+    }
+
+    /// Asks the proc to look at its killed threads (see [`Thread::kill`]).
+    ///
+    /// A killer cannot wake a thread that is not waiting yet, and the
+    /// thread may have passed its last kill check before the kill: it would
+    /// then block for good. So the killer also raises this flag and kicks
+    /// the proc. The scheduler runs only while none of its threads does,
+    /// that is after the thread has parked, and it claims every killed
+    /// thread that waits. The flag is ordered against the proc's sleep like
+    /// the inbox is, so the request cannot be missed.
+    pub(crate) fn attend(&self) {
+        self.attention.store(true, Ordering::SeqCst);
+        self.kick();
     }
 
     fn inbox_push(&self, t: *const Thread) {
@@ -234,6 +255,9 @@ impl ProcLocal {
         if !self.shared.inbox.load(Ordering::Relaxed).is_null() {
             self.drain_inbox();
         }
+        if self.shared.attention.load(Ordering::Relaxed) {
+            self.wake_killed();
+        }
         let h = self.runq_head.get();
         if h.is_null() {
             return None;
@@ -245,6 +269,26 @@ impl ProcLocal {
             self.runq_tail.set(ptr::null());
         }
         Some(h)
+    }
+
+    /// Wakes the killed threads of this proc that wait (they die on
+    /// waking). Runs in the scheduler, so every such thread has parked.
+    #[cold]
+    fn wake_killed(&self) {
+        if !self.shared.attention.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let mut woken = Vec::new();
+        for r in self.shared.threads.lock().iter() {
+            let t = r.get();
+            if t.is_killed() && t.waiter.claim_interrupt() {
+                woken.push(r.0);
+            }
+        }
+        for t in woken {
+            // SAFETY: we won the claim; the thread is parked in this proc.
+            unsafe { threads::ready(t) };
+        }
     }
 
     #[cold]

@@ -155,6 +155,8 @@ impl Program {
                 // alive) until these wakes.
                 unsafe { Waiter::wake(w) };
             }
+            // Threads that were about to block when they were marked.
+            p.attend();
         }
     }
 

@@ -106,22 +106,21 @@ impl Thread {
     }
 
     /// Marks the thread to die at its next blocking point and, if it is
-    /// blocked now, wakes it so that it does at once.
+    /// blocked now, wakes it so that it does at once. If it is not waiting
+    /// yet its proc is asked to see to it once it is (see
+    /// [`ProcShared::attend`]).
     pub(crate) fn kill(&self) {
         self.mark_killed();
-        self.interrupt();
+        if self.waiter.claim_interrupt() {
+            // SAFETY: we won the claim for the current wait.
+            unsafe { Waiter::wake(&self.waiter) };
+        } else {
+            self.proc().attend();
+        }
     }
 
     pub(crate) fn mark_killed(&self) {
         self.killed.store(true, Ordering::SeqCst);
-    }
-
-    /// Interrupts the thread's current wait, if it has one.
-    pub(crate) fn interrupt(&self) {
-        if self.waiter.claim_interrupt() {
-            // SAFETY: we won the claim for the current wait.
-            unsafe { Waiter::wake(&self.waiter) };
-        }
     }
 
     #[inline]

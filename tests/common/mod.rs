@@ -1,0 +1,67 @@
+//! Running a scenario in a child process: for behaviour that ends or
+//! aborts the process, or that must be observed from outside (stderr,
+//! exit status, resource use).
+//!
+//! A scenario is an `#[ignore]`d test that does nothing unless the
+//! environment says it is the child; `child(name)` re-runs the test binary
+//! on just that test.
+
+#![allow(dead_code)]
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+
+const VAR: &str = "THREAD9_TEST_CHILD";
+
+/// True in the child process running scenario `name`.
+pub fn is_child(name: &str) -> bool {
+    std::env::var(VAR).is_ok_and(|v| v == name)
+}
+
+/// Runs scenario `name` (a test in the calling test binary) in a child
+/// process and returns what it did.
+pub fn child(name: &str) -> Output {
+    child_with(name, &[])
+}
+
+pub fn child_with(name: &str, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        name,
+        "--exact",
+        "--nocapture",
+        "--ignored",
+        "--test-threads=1",
+    ])
+    .env(VAR, name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the child test process")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The signal that killed the child, if one did.
+pub fn signal(o: &Output) -> Option<i32> {
+    o.status.signal()
+}
+
+/// What the child printed after `prefix` on each line that has it (the
+/// test harness may print its own words earlier on the same line).
+pub fn reported(o: &Output, prefix: &str) -> Vec<String> {
+    stdout(o)
+        .lines()
+        .filter_map(|l| {
+            l.find(prefix)
+                .map(|i| l[i + prefix.len()..].trim().to_string())
+        })
+        .collect()
+}
