@@ -323,6 +323,22 @@ fn main() {
     if want("spawn") {
         timed("spawn", 7, 1_000_000, "ns", 1e9, spawn);
     }
+    if want("sieve_scaling") {
+        // Diagnostic: ns per hop as the number of threads grows.
+        for (count, hops) in [
+            (250u64, 34_051f64),
+            (500, 132_046.0),
+            (1000, 517_383.0),
+            (2000, 2_042_625.0),
+        ] {
+            let t = median(
+                (0..5)
+                    .map(|_| sieve(false, 0, count, u64::MAX).as_secs_f64())
+                    .collect(),
+            );
+            report(&format!("sieve_hop_{count}"), t * 1e9 / hops, "ns");
+        }
+    }
     if want("primes_thread_2000") {
         timed("primes_thread_2000", 5, 1, "ms", 1e3, |_| {
             sieve(false, 0, 2000, u64::MAX)

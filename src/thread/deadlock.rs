@@ -47,7 +47,7 @@ pub(crate) fn check(prog: &Program) -> bool {
             break 'verdict false;
         }
         for p in &procs {
-            if p.threads.lock().iter().any(|t| t.get().blocked_shared()) {
+            if p.threads().iter().any(|t| t.get().blocked_shared()) {
                 break 'verdict false;
             }
         }

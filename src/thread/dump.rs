@@ -54,7 +54,7 @@ pub(crate) fn format(procs: &[Arc<ProcShared>]) -> String {
     for p in procs {
         let running = p.running.load(Ordering::Relaxed);
         let mut lines: Vec<(u64, String)> = Vec::new();
-        for r in p.threads.lock().iter() {
+        for r in p.threads().iter() {
             let t = r.get();
             let (name, state) = {
                 let i = t.info.lock();

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::program::Program;
-use super::stack;
+use super::stack::{self, StackRef};
 use super::threads::{self, Thread, ThreadId};
+use crate::util::bias::{Biased, BiasedGuard, NO_PROC};
 use crate::util::futex;
-use crate::util::spin::Spin;
 
 /// Proc states, the futex word a sleeping proc waits on.
 pub(crate) const RUNNING: u32 = 0;
@@ -50,7 +50,9 @@ pub(crate) struct ProcShared {
     /// once (it was running, or about to block); the scheduler then wakes
     /// it once it has parked. See [`ProcShared::attend`].
     attention: AtomicBool,
-    pub(crate) threads: Spin<Vec<ThreadRef>>,
+    /// Every live thread of the proc, for dumps, kills and exits. Written
+    /// by the proc itself (biased to it), read now and then by others.
+    pub(crate) threads: Biased<Vec<ThreadRef>>,
     /// Id of the thread running now, 0 when the scheduler is.
     pub(crate) running: AtomicU64,
 }
@@ -65,21 +67,28 @@ impl ProcShared {
             state: AtomicU32::new(RUNNING),
             inbox: AtomicPtr::new(ptr::null_mut()),
             attention: AtomicBool::new(false),
-            threads: Spin::new(Vec::new()),
+            threads: Biased::new(Vec::new()),
             running: AtomicU64::new(0),
         })
     }
 
-    /// Adds a thread record to this proc's list.
-    pub(crate) fn adopt(&self, t: *const Thread) {
-        let mut l = self.threads.lock();
+    /// The thread list, locked by someone other than this proc.
+    pub(crate) fn threads(&self) -> BiasedGuard<'_, Vec<ThreadRef>> {
+        self.threads.lock_as(NO_PROC)
+    }
+
+    /// Adds a thread record to this proc's list; `by` is the calling proc's
+    /// id.
+    pub(crate) fn adopt(&self, t: *const Thread, by: u64) {
+        let mut l = self.threads.lock_as(by);
         // SAFETY: the caller owns the fresh record.
         unsafe { (*t).list_idx.store(l.len(), Ordering::Relaxed) };
         l.push(ThreadRef(t));
     }
 
+    /// Removes a thread record; called by this proc only.
     fn disown(&self, t: &Thread) {
-        let mut l = self.threads.lock();
+        let mut l = self.threads.lock_as(self.id);
         let i = t.list_idx.load(Ordering::Relaxed);
         debug_assert!(ptr::eq(l[i].0, t));
         l.swap_remove(i);
@@ -189,6 +198,21 @@ pub(crate) struct ProcLocal {
     pub(crate) stacks: RefCell<stack::Cache>,
     /// Status of the last thread of this proc to exit.
     pub(crate) last_status: RefCell<Option<String>>,
+    /// Records of exited threads, kept for new ones: creating and ending a
+    /// thread then costs no allocation.
+    spare: RefCell<Vec<*mut Thread>>,
+}
+
+/// Spare thread records a proc keeps.
+const SPARE_THREADS: usize = 256;
+
+impl Drop for ProcLocal {
+    fn drop(&mut self) {
+        for t in std::mem::take(self.spare.get_mut()) {
+            // SAFETY: spare records are owned by this proc alone.
+            unsafe { self.free_record(t) };
+        }
+    }
 }
 
 thread_local! {
@@ -214,6 +238,7 @@ impl ProcLocal {
             nthreads: Cell::new(0),
             stacks: RefCell::new(stack::Cache::default()),
             last_status: RefCell::new(None),
+            spare: RefCell::new(Vec::new()),
         }
     }
 
@@ -279,7 +304,7 @@ impl ProcLocal {
             return;
         }
         let mut woken = Vec::new();
-        for r in self.shared.threads.lock().iter() {
+        for r in self.shared.threads.lock_as(self.shared.id).iter() {
             let t = r.get();
             if t.is_killed() && t.waiter.claim_interrupt() {
                 woken.push(r.0);
@@ -321,30 +346,67 @@ impl ProcLocal {
                 unsafe { (*cur).grp.load(Ordering::Relaxed) }
             }
         };
-        let t = Thread::alloc(id, &self.shared, grp, name);
-        self.shared.adopt(t);
+        let t = match self.spare.borrow_mut().pop() {
+            Some(t) => {
+                // SAFETY: spare records were reaped by this proc and are
+                // owned by it alone.
+                unsafe { Thread::reuse(t, id, grp, name) };
+                t as *const Thread
+            }
+            None => Thread::alloc(id, &self.shared, grp, name),
+        };
+        self.shared.adopt(t, self.shared.id);
         if prog.exiting() {
-            // SAFETY: we own the fresh record.
-            unsafe { (*t).kill() };
+            // SAFETY: we own the fresh record; it dies before it first runs.
+            unsafe { (*t).mark_killed() };
         }
         self.launch(t, f, stacksize);
         id
     }
 
-    /// Gives an adopted record its stack and coroutine and queues it.
+    /// Gives an adopted record its stack and coroutine and queues it. A
+    /// reused record keeps its stack if it has the right size.
     pub(crate) fn launch<F: FnOnce() + 'static>(&self, t: *const Thread, f: F, stacksize: usize) {
-        let stack = self.stacks.borrow_mut().get(stack::usable_size(stacksize));
-        // SAFETY: the record is ours and not yet running.
+        let size = stack::usable_size(stacksize);
+        // SAFETY: the record is ours and not yet running; its old coroutine
+        // (if any) was dropped at reap, so nothing uses its stack.
         unsafe {
+            let slot = &mut *(*t).stack.get();
+            if slot.as_ref().is_none_or(|s| s.size() != size) {
+                let mut cache = self.stacks.borrow_mut();
+                if let Some(old) = slot.take() {
+                    cache.put(old);
+                }
+                *slot = Some(cache.get(size));
+            }
+            let stack = slot.as_ref().expect("just set");
             (*t).local.store(
                 self as *const ProcLocal as *mut ProcLocal,
                 Ordering::Relaxed,
             );
             (*t).guard.set(stack.guard());
-            *(*t).co.get() = Some(threads::Co::with_stack(stack, threads::trampoline(f)));
+            // The record keeps the stack until the coroutine is dropped.
+            *(*t).co.get() = Some(threads::Co::with_stack(
+                StackRef::new(stack),
+                threads::trampoline(f),
+            ));
         }
         self.nthreads.set(self.nthreads.get() + 1);
         self.push_ready(t);
+    }
+
+    /// Frees a reaped record, returning its stack to the cache.
+    ///
+    /// # Safety
+    /// `t` was reaped by this proc (its coroutine is gone) and is owned by
+    /// the caller.
+    unsafe fn free_record(&self, t: *mut Thread) {
+        // SAFETY: per the contract.
+        let b = unsafe { Box::from_raw(t) };
+        debug_assert!(unsafe { (*b.co.get()).is_none() });
+        if let Some(s) = unsafe { (*b.stack.get()).take() } {
+            self.stacks.borrow_mut().put(s);
+        }
     }
 
     /// Frees an exited thread and records how it ended.
@@ -354,11 +416,13 @@ impl ProcLocal {
         // and it is in no wait queue (it left them before returning).
         unsafe {
             self.shared.disown(&*t);
-            let co = (*(*t).co.get())
-                .take()
-                .expect("reaped thread has a coroutine");
-            self.stacks.borrow_mut().put(co.into_stack());
-            drop(Box::from_raw(t as *mut Thread));
+            *(*t).co.get() = None;
+            let mut spare = self.spare.borrow_mut();
+            if spare.len() < SPARE_THREADS {
+                spare.push(t as *mut Thread);
+            } else {
+                self.free_record(t as *mut Thread);
+            }
         }
         self.nthreads.set(self.nthreads.get() - 1);
         match exit {
@@ -398,7 +462,7 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
     };
     let shared = ProcShared::new(prog.clone());
     let t = ThreadRef(Thread::alloc(id, &shared, grp, ""));
-    shared.adopt(t.0);
+    shared.adopt(t.0, NO_PROC);
     prog.add_proc(shared.clone());
     if prog.exiting() {
         t.get().kill();

@@ -79,6 +79,7 @@ impl Program {
         self.next_tid.fetch_add(1, Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn exiting(&self) -> bool {
         self.exiting.load(Ordering::SeqCst)
     }
@@ -143,7 +144,7 @@ impl Program {
         self.exiting.store(true, Ordering::SeqCst);
         for p in self.procs() {
             let mut blocked = Vec::new();
-            for r in p.threads.lock().iter() {
+            for r in p.threads().iter() {
                 let t = r.get();
                 t.mark_killed();
                 if t.waiter.claim_interrupt() {

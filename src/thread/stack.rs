@@ -73,6 +73,34 @@ unsafe impl corosensei::stack::Stack for Stack {
     }
 }
 
+/// A coroutine's view of a [`Stack`] owned by its thread record: the stack
+/// stays with the record when the coroutine ends, ready for the record's
+/// next thread.
+pub(crate) struct StackRef(*const Stack);
+
+impl StackRef {
+    /// # Safety
+    /// `s` must outlive every coroutine made with the result, and must not
+    /// be moved or handed to another coroutine meanwhile.
+    pub(crate) unsafe fn new(s: &Stack) -> StackRef {
+        StackRef(s)
+    }
+}
+
+// SAFETY: delegates to a Stack whose contract holds (see above), and per
+// `StackRef::new` that stack outlives the coroutine and is used by it alone.
+unsafe impl corosensei::stack::Stack for StackRef {
+    fn base(&self) -> corosensei::stack::StackPointer {
+        // SAFETY: the stack outlives this reference (see `new`).
+        unsafe { corosensei::stack::Stack::base(&*self.0) }
+    }
+
+    fn limit(&self) -> corosensei::stack::StackPointer {
+        // SAFETY: as above.
+        unsafe { corosensei::stack::Stack::limit(&*self.0) }
+    }
+}
+
 struct Class {
     size: usize,
     free: Vec<Stack>,

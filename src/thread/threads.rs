@@ -15,7 +15,7 @@ use corosensei::{Coroutine, Yielder};
 
 use super::exit::{self, Exit, Unwind};
 use super::procs::{self, ProcLocal, ProcShared};
-use super::stack::Stack;
+use super::stack::{Stack, StackRef};
 use super::wait::{Block, Waiter};
 use crate::util::spin::Spin;
 
@@ -23,7 +23,7 @@ use crate::util::spin::Spin;
 /// program.
 pub type ThreadId = u64;
 
-pub(crate) type Co = Coroutine<(), (), Exit, Stack>;
+pub(crate) type Co = Coroutine<(), (), Exit, StackRef>;
 
 pub(crate) struct Info {
     pub(crate) name: String,
@@ -54,7 +54,11 @@ pub(crate) struct Thread {
     // Owned by the proc's OS thread:
     /// Link in the proc's run queue.
     pub(crate) next: Cell<*const Thread>,
+    /// The coroutine runs on `stack`, which stays with the record when the
+    /// coroutine ends (the record and its stack are reused together). The
+    /// coroutine is always dropped before the stack is taken away.
     pub(crate) co: UnsafeCell<Option<Co>>,
+    pub(crate) stack: UnsafeCell<Option<Stack>>,
     yielder: Cell<*const Yielder<(), ()>>,
     /// The stack's guard range, read by the overflow handler.
     pub(crate) guard: Cell<(usize, usize)>,
@@ -90,6 +94,7 @@ impl Thread {
             local: AtomicPtr::new(ptr::null_mut()),
             next: Cell::new(ptr::null()),
             co: UnsafeCell::new(None),
+            stack: UnsafeCell::new(None),
             yielder: Cell::new(ptr::null()),
             guard: Cell::new((0, 0)),
         });
@@ -98,6 +103,29 @@ impl Thread {
         // must name its own thread, which only exists once boxed.
         unsafe { ptr::addr_of_mut!((*p).waiter).write(Waiter::new(p)) };
         p
+    }
+
+    /// Makes a retired record of the same proc a fresh one.
+    ///
+    /// # Safety
+    /// `t` is a record of `proc` that was reaped (it is in no list, queue or
+    /// coroutine) and is owned by the caller.
+    pub(crate) unsafe fn reuse(t: *mut Thread, id: u64, grp: u64, name: &str) {
+        // SAFETY: per the contract nobody else can reach the record.
+        let t = unsafe { &mut *t };
+        t.id = id;
+        *t.killed.get_mut() = false;
+        *t.grp.get_mut() = grp;
+        *t.blocked.get_mut() = 0;
+        *t.blocked_on.get_mut() = 0;
+        *t.blocked_shared.get_mut() = false;
+        let info = t.info.get_mut();
+        if info.name != name {
+            info.name.clear();
+            info.name.push_str(name);
+        }
+        info.state.clear();
+        debug_assert!(t.co.get_mut().is_none());
     }
 
     #[inline]

@@ -14,6 +14,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use super::threads::{self, Thread};
+use crate::util::bias::NO_PROC;
 use crate::util::futex;
 
 const IDLE: usize = 0;
@@ -215,10 +216,6 @@ thread_local! {
     static OS_WAITER: Waiter = const { Waiter::new(ptr::null()) };
 }
 
-/// The proc id a plain OS thread presents to biased locks: never a real
-/// proc's, so it never takes a biased fast path.
-pub(crate) const FOREIGN_PROC: u64 = u64::MAX;
-
 /// The calling party: a thread of some program, or (null) a plain OS
 /// thread. One pointer, passed by value: hot paths must not spill it.
 #[derive(Clone, Copy)]
@@ -258,7 +255,7 @@ impl Me {
     pub(crate) fn proc(&self) -> u64 {
         match self.thread() {
             Some(t) => t.proc_id,
-            None => FOREIGN_PROC,
+            None => NO_PROC,
         }
     }
 

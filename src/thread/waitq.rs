@@ -2,14 +2,12 @@
 //! spin lock with the facts deadlock detection needs, and intrusive queues
 //! of the entries blocked parties keep on their own stacks.
 
-use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::threads;
-use super::wait::{FOREIGN_PROC, Me, Waiter};
-use crate::util::membarrier;
-use crate::util::spin::SpinLock;
+use super::wait::{Me, Waiter};
+use crate::util::bias::{BiasedLock, Entered};
 
 /// One blocked operation: a waiter, where its value lives, and which entry
 /// of its alt this is. Lives on the blocked party's stack; linked into a
@@ -145,48 +143,21 @@ impl WaitQueue {
     }
 }
 
-/// Consecutive locked entries by one proc after which an object is biased
-/// to that proc.
-const BIAS_AFTER: u32 = 8;
-
 /// How an object was entered; give it back to [`Header::leave`].
 #[must_use]
 #[derive(Clone, Copy)]
 pub(crate) struct Held {
-    biased: bool,
+    entered: Entered,
     /// This entry was an outsider's first touch: the caller must mark the
     /// threads blocked on the object (see [`mark_blocked_shared`]).
     pub(crate) shared_now: bool,
 }
 
-struct Track {
-    last: u64,
-    run: u32,
-    revoked: bool,
-}
-
-/// The lock and bookkeeping at the head of every blocking object.
-///
-/// The lock is *proc-biased*. Most objects are used by the threads of one
-/// proc only, and for them even an uncontended atomic exchange per
-/// operation is most of the cost. So after [`BIAS_AFTER`] consecutive
-/// entries by one proc, the object is biased to it: that proc enters by
-/// setting `busy` with a plain store and re-checking `bias`, ordered only by
-/// a compiler fence. Anyone else takes the spin lock, and if the object is
-/// biased, revokes the bias for good: it clears `bias`, runs
-/// [`membarrier::fence`] (which makes the biased proc's `busy` store visible,
-/// or makes that proc's re-check see the cleared bias and fall back to the
-/// lock), and waits for `busy` to drop. Objects shared between procs thus
-/// pay one revocation, once, and objects that alternate between procs from
-/// the start are never biased at all.
+/// The lock and bookkeeping at the head of every blocking object: a
+/// proc-biased lock (see [`crate::util::bias`]) that is never re-biased once
+/// another proc has used the object, and the facts deadlock detection needs.
 pub(crate) struct Header {
-    lock: SpinLock,
-    /// Id of the proc that may enter without the lock; 0 for none.
-    bias: AtomicU64,
-    /// Set while the biased proc is inside.
-    busy: AtomicBool,
-    /// Who entered last and how often in a row; only under `lock`.
-    track: UnsafeCell<Track>,
+    lock: BiasedLock,
     /// The program that created the object; 0 for none.
     owner: u64,
     /// Touched by an OS thread outside the owning program (or created
@@ -195,23 +166,11 @@ pub(crate) struct Header {
     pub(crate) named: AtomicBool,
 }
 
-// SAFETY: `track` is only touched with `lock` held; all else is atomic.
-unsafe impl Sync for Header {}
-// SAFETY: as above.
-unsafe impl Send for Header {}
-
 impl Header {
     pub(crate) fn new() -> Header {
         let owner = threads::current_program_id();
         Header {
-            lock: SpinLock::new(),
-            bias: AtomicU64::new(0),
-            busy: AtomicBool::new(false),
-            track: UnsafeCell::new(Track {
-                last: 0,
-                run: 0,
-                revoked: false,
-            }),
+            lock: BiasedLock::new(false),
             owner,
             shared: AtomicBool::new(owner == 0),
             named: AtomicBool::new(false),
@@ -226,79 +185,29 @@ impl Header {
     /// Enters the object's critical section.
     #[inline(always)]
     pub(crate) fn enter(&self, me: Me) -> Held {
-        let b = self.bias.load(Ordering::Relaxed);
-        if b == me.proc() {
-            self.busy.store(true, Ordering::Relaxed);
-            compiler_fence(Ordering::SeqCst);
-            if self.bias.load(Ordering::Relaxed) == b {
-                return Held {
-                    biased: true,
-                    shared_now: false,
-                };
-            }
-            self.busy.store(false, Ordering::Release);
-        }
-        self.enter_locked(me)
-    }
-
-    #[inline(never)]
-    fn enter_locked(&self, me: Me) -> Held {
-        let (proc, program) = (me.proc(), me.program());
-        self.lock.lock();
-        // SAFETY: the lock is held.
-        let tr = unsafe { &mut *self.track.get() };
-        let b = self.bias.load(Ordering::Relaxed);
-        if b != 0 {
-            if b != proc {
-                self.revoke(tr);
-            }
-        } else if !tr.revoked && proc != FOREIGN_PROC {
-            if tr.last == proc {
-                tr.run += 1;
-                if tr.run >= BIAS_AFTER && membarrier::available() {
-                    self.bias.store(proc, Ordering::Relaxed);
-                }
-            } else {
-                tr.last = proc;
-                tr.run = 1;
-            }
-        }
-        let shared_now = program != self.owner && !self.shared.load(Ordering::Relaxed);
-        if shared_now {
-            self.shared.store(true, Ordering::Relaxed);
-        }
+        let entered = self.lock.enter(me.proc());
+        // The biased proc touched the object before it became biased, so
+        // only a locked entry can be an outsider's first.
+        let shared_now = !entered.biased && self.first_touch(me);
         Held {
-            biased: false,
+            entered,
             shared_now,
         }
     }
 
-    #[cold]
-    fn revoke(&self, tr: &mut Track) {
-        self.bias.store(0, Ordering::Relaxed);
-        tr.revoked = true;
-        membarrier::fence();
-        let mut spins = 0u32;
-        while self.busy.load(Ordering::Acquire) {
-            spins += 1;
-            if spins < 100 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+    #[inline(never)]
+    fn first_touch(&self, me: Me) -> bool {
+        let first = me.program() != self.owner && !self.shared.load(Ordering::Relaxed);
+        if first {
+            self.shared.store(true, Ordering::Relaxed);
         }
+        first
     }
 
     /// Leaves the critical section entered with `h`.
     #[inline(always)]
     pub(crate) fn leave(&self, h: Held) {
-        if h.biased {
-            self.busy.store(false, Ordering::Release);
-        } else {
-            // SAFETY: an unbiased Held comes from enter_locked, which took
-            // the lock.
-            unsafe { self.lock.unlock() }
-        }
+        self.lock.leave(h.entered);
     }
 }
 

@@ -2,6 +2,7 @@
 //! short critical sections of channels and run queues, the futex calls procs
 //! sleep on, and a per-OS-thread random number generator for `alt`.
 
+pub(crate) mod bias;
 pub(crate) mod futex;
 pub(crate) mod membarrier;
 pub(crate) mod rng;

@@ -99,6 +99,11 @@ impl<T> Spin<T> {
         SpinGuard { spin: self }
     }
 
+    /// The data, through exclusive access: no lock needed.
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+
     /// For the stack-overflow handler, which must not wait for a lock its
     /// own (interrupted) thread may hold.
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
