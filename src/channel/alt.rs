@@ -10,24 +10,17 @@
 //! entries off the other channels before returning, leaving no trace there.
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr;
 
 use super::chan::{Chan, Inner};
 use super::error::AltError;
 use crate::thread::wait::{Block, Me, Outcome, Waiter};
-use crate::thread::waitq::{Entry, Header, Held};
+use crate::thread::waitq::{Entry, Header};
 use crate::util::rng;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Send,
-    Recv,
-}
 
 /// What an alt needs of a channel, with its element type erased.
 pub(crate) trait Port {
-    fn header(&self) -> &Header;
-    fn addr(&self) -> usize;
     /// # Safety
     /// Lock held.
     unsafe fn mark_shared(&self);
@@ -57,14 +50,6 @@ pub(crate) enum Ready {
 }
 
 impl<T> Port for Inner<T> {
-    fn header(&self) -> &Header {
-        &self.hdr
-    }
-
-    fn addr(&self) -> usize {
-        Inner::addr(self)
-    }
-
     unsafe fn mark_shared(&self) {
         // SAFETY: lock held per the contract.
         unsafe { self.state().mark_shared() }
@@ -126,59 +111,49 @@ impl<T> Port for Inner<T> {
 #[derive(Clone, Copy)]
 struct AltEntry<'a> {
     port: Option<&'a dyn Port>,
+    /// The channel's header: its lock, and by its address the lock order.
+    hdr: *const Header,
     slot: *mut (),
-    op: Op,
+    send: bool,
 }
 
 const NOP: AltEntry<'static> = AltEntry {
     port: None,
+    hdr: ptr::null(),
     slot: ptr::null_mut(),
-    op: Op::Recv,
+    send: false,
 };
 
-/// A short vector that lives on the stack up to `N` elements: most alts
-/// have two or three entries, and an allocation would cost as much as the
-/// whole operation.
-struct Small<T: Copy, const N: usize> {
-    a: [T; N],
+/// Entries an alt keeps on the stack; more spill to the heap.
+const INLINE: usize = 4;
+
+/// A growable list of entries that lives on the stack while short.
+struct Entries<'a> {
+    a: [AltEntry<'a>; INLINE],
     n: usize,
-    v: Vec<T>,
+    v: Vec<AltEntry<'a>>,
 }
 
-impl<T: Copy, const N: usize> Small<T, N> {
-    fn new(fill: T) -> Self {
-        Small {
-            a: [fill; N],
-            n: 0,
-            v: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, x: T) {
-        if self.n < N && self.v.is_empty() {
-            self.a[self.n] = x;
+impl<'a> Entries<'a> {
+    #[inline]
+    fn push(&mut self, e: AltEntry<'a>) {
+        if self.n < INLINE {
+            self.a[self.n] = e;
         } else {
-            if self.v.is_empty() {
-                self.v.extend_from_slice(&self.a[..self.n]);
+            if self.n == INLINE {
+                self.v.extend_from_slice(&self.a);
             }
-            self.v.push(x);
+            self.v.push(e);
         }
         self.n += 1;
     }
 
-    fn as_slice(&self) -> &[T] {
-        if self.v.is_empty() {
+    #[inline(always)]
+    fn as_slice(&self) -> &[AltEntry<'a>] {
+        if self.n <= INLINE {
             &self.a[..self.n]
         } else {
             &self.v
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [T] {
-        if self.v.is_empty() {
-            &mut self.a[..self.n]
-        } else {
-            &mut self.v
         }
     }
 }
@@ -208,7 +183,7 @@ impl<T: Copy, const N: usize> Small<T, N> {
 /// }).unwrap();
 /// ```
 pub struct Alt<'a> {
-    entries: Small<AltEntry<'a>, 4>,
+    entries: Entries<'a>,
     _slots: PhantomData<&'a mut ()>,
 }
 
@@ -220,36 +195,46 @@ impl Default for Alt<'_> {
 
 impl<'a> Alt<'a> {
     /// An alt with no entries.
+    #[inline]
     pub fn new() -> Alt<'a> {
         Alt {
-            entries: Small::new(NOP),
+            entries: Entries {
+                a: [NOP; INLINE],
+                n: 0,
+                v: Vec::new(),
+            },
             _slots: PhantomData,
         }
     }
 
     /// Adds an entry receiving from `c` into `slot`.
+    #[inline]
     pub fn recv<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
         self.entries.push(AltEntry {
             port: Some(&*c.inner),
+            hdr: &c.inner.hdr,
             slot: (slot as *mut Option<T>).cast(),
-            op: Op::Recv,
+            send: false,
         });
         self
     }
 
     /// Adds an entry sending the value in `slot` (which must hold one) on
     /// `c`.
+    #[inline]
     pub fn send<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
         self.entries.push(AltEntry {
             port: Some(&*c.inner),
+            hdr: &c.inner.hdr,
             slot: (slot as *mut Option<T>).cast(),
-            op: Op::Send,
+            send: true,
         });
         self
     }
 
     /// Adds an entry that is never ready (Plan 9's `CHANNOP`), keeping the
     /// numbering of the others.
+    #[inline]
     pub fn nop(&mut self) -> &mut Alt<'a> {
         self.entries.push(NOP);
         self
@@ -296,23 +281,20 @@ impl<'a> Alt<'a> {
             return pack(Err(AltError::Interrupted));
         }
         let es = self.entries.as_slice();
-        let live = &mut w.live;
+        let mut n = 0;
         for (i, e) in es.iter().enumerate() {
             let Some(p) = e.port else { continue };
             // SAFETY: the slot was given with this channel's element type.
             unsafe {
-                match e.op {
-                    Op::Recv => p.reset_slot(e.slot),
-                    Op::Send => {
-                        if !p.slot_full(e.slot) {
-                            panic!("thread9: alt entry {i} sends from an empty slot");
-                        }
-                    }
+                if !e.send {
+                    p.reset_slot(e.slot);
+                } else if !p.slot_full(e.slot) {
+                    panic!("thread9: alt entry {i} sends from an empty slot");
                 }
             }
-            live.push(i);
+            n += 1;
         }
-        if live.n == 0 {
+        if n == 0 {
             if !block {
                 return pack(Err(AltError::WouldBlock));
             }
@@ -321,34 +303,75 @@ impl<'a> Alt<'a> {
             me.set_blocked(Block::Alt, 0, false);
             return PARK;
         }
+        // Three lists of entry indexes: the live entries (kept for
+        // `finish`), the order to lock them in, and the order to try them.
+        let mut small = [0usize; 2 * INLINE];
+        let mut heap = Vec::new();
+        let scratch = if n <= INLINE {
+            &mut small[..2 * n]
+        } else {
+            heap.resize(2 * n, 0);
+            &mut heap[..]
+        };
+        let (order, perm) = scratch.split_at_mut(n);
+        // Where the queue entries go if we wait (they must not move then).
+        let wp = AltWait::entries(&mut w.waits, &mut w.more_waits, n);
+        w.waiter = me.waiter_ptr();
+        let live = w.set_live(es, n);
         let port = |i: usize| es[i].port.expect("live entries have a channel");
 
         // Enter every channel once, in address order.
-        let mut order = Small::<usize, 4>::new(0);
-        for &i in live.as_slice() {
-            order.push(i);
+        // (Element by element: copy_from_slice would call memcpy.)
+        for (o, &l) in order.iter_mut().zip(live) {
+            *o = l;
         }
-        order
-            .as_mut_slice()
-            .sort_unstable_by_key(|&i| port(i).addr());
-        let locks = Locks::enter(order.as_slice().iter().map(|&i| port(i)), me);
+        for k in 1..n {
+            let mut j = k;
+            while j > 0 && es[order[j - 1]].hdr > es[order[j]].hdr {
+                order.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        let mut last = ptr::null();
+        for &i in order.iter() {
+            let e = es[i];
+            if e.hdr != last {
+                // SAFETY: the header lives as long as the channel, which
+                // the alt borrows.
+                let h = unsafe { (*e.hdr).enter(me) };
+                if h.shared_now {
+                    // SAFETY: just entered.
+                    unsafe { port(i).mark_shared() };
+                }
+                last = e.hdr;
+            }
+        }
+        let leave_all = || {
+            let mut last = ptr::null();
+            for &i in order.iter() {
+                let h = es[i].hdr;
+                if h != last {
+                    // SAFETY: entered above.
+                    unsafe { (*h).leave_entered() };
+                    last = h;
+                }
+            }
+        };
 
         // Scan in random order; perform the first ready entry.
-        let mut perm = Small::<usize, 4>::new(0);
-        for &i in live.as_slice() {
-            perm.push(i);
+        for (p, &l) in perm.iter_mut().zip(live) {
+            *p = l;
         }
-        let p = perm.as_mut_slice();
-        for k in (1..p.len()).rev() {
-            p.swap(k, rng::below(k + 1));
+        for k in (1..n).rev() {
+            perm.swap(k, rng::below(k + 1));
         }
-        for &i in perm.as_slice() {
+        for &i in perm.iter() {
             let e = es[i];
             // SAFETY: all entered; slots typed, receive slots emptied.
-            match unsafe { port(i).try_op(e.op == Op::Send, e.slot) } {
+            match unsafe { port(i).try_op(e.send, e.slot) } {
                 Ready::No => {}
                 Ready::Done(w) => {
-                    locks.leave();
+                    leave_all();
                     if let Some(w) = w {
                         // SAFETY: claimed inside the critical section.
                         unsafe { Waiter::wake_from(w, &me) };
@@ -356,32 +379,30 @@ impl<'a> Alt<'a> {
                     return pack(Ok(i));
                 }
                 Ready::Closed => {
-                    locks.leave();
+                    leave_all();
                     return pack(Err(AltError::Closed(i)));
                 }
             }
         }
         if !block {
-            locks.leave();
+            leave_all();
             return pack(Err(AltError::WouldBlock));
         }
 
         // Queue on every channel; the caller parks.
-        for &i in live.as_slice() {
-            w.waits.push(Entry::new(me.waiter_ptr(), es[i].slot, i));
-        }
-        let wp = w.waits.as_mut_slice().as_mut_ptr();
-        w.waiter = me.waiter_ptr();
         me.waiter().prepare();
         let mut shared = false;
-        for (k, &i) in live.as_slice().iter().enumerate() {
-            // SAFETY: entered; `w` lives in the caller's frame and its
-            // entries are not moved until `finish` has dequeued them all.
-            unsafe { port(i).enqueue(es[i].op == Op::Send, wp.add(k)) };
-            shared |= port(i).header().is_shared();
+        for (k, &i) in live.iter().enumerate() {
+            // SAFETY: entered; `wp` has room for n entries, in the
+            // caller's frame, not moved until `finish` has dequeued them.
+            unsafe {
+                wp.add(k).write(Entry::new(me.waiter_ptr(), es[i].slot, i));
+                port(i).enqueue(es[i].send, wp.add(k));
+                shared |= (*es[i].hdr).is_shared();
+            }
         }
         me.set_blocked(Block::Alt, 0, shared);
-        locks.leave();
+        leave_all();
         PARK
     }
 
@@ -393,16 +414,22 @@ impl<'a> Alt<'a> {
             Outcome::Done(i) => Some(i),
             _ => None,
         };
-        let wp = w.waits.as_mut_slice().as_mut_ptr();
-        for (k, &i) in w.live.as_slice().iter().enumerate() {
+        let n = w.n;
+        let wp = AltWait::entries(&mut w.waits, &mut w.more_waits, n);
+        for (k, &i) in w.live().iter().enumerate() {
             if Some(i) == won {
                 continue; // the partner took this one off its queue
             }
-            let p = es[i].port.expect("live entries have a channel");
-            let h = p.header().enter(me);
-            // SAFETY: entered; the entry was queued on this channel.
-            unsafe { p.dequeue(es[i].op == Op::Send, wp.add(k)) };
-            p.header().leave(h);
+            let e = es[i];
+            // SAFETY: the channel outlives the alt; entered around the
+            // dequeue of an entry that was queued on it.
+            unsafe {
+                let h = (*e.hdr).enter(me);
+                e.port
+                    .expect("live entries have a channel")
+                    .dequeue(e.send, wp.add(k));
+                (*e.hdr).leave(h);
+            }
         }
         match out {
             Outcome::Done(i) => Ok(i),
@@ -417,8 +444,13 @@ impl<'a> Alt<'a> {
 
 /// An alt's wait state, in the frame of the (inlined) `alt` call.
 struct AltWait {
-    live: Small<usize, 4>,
-    waits: Small<Entry, 4>,
+    /// How many entries have a channel, and their indexes.
+    n: usize,
+    live: [usize; INLINE],
+    more_live: Vec<usize>,
+    /// Queue entries, written only when the alt waits.
+    waits: [MaybeUninit<Entry>; INLINE],
+    more_waits: Vec<MaybeUninit<Entry>>,
     waiter: *const Waiter,
 }
 
@@ -426,9 +458,57 @@ impl AltWait {
     #[inline(always)]
     fn new() -> AltWait {
         AltWait {
-            live: Small::new(0),
-            waits: Small::new(Entry::EMPTY),
+            n: 0,
+            live: [0; INLINE],
+            more_live: Vec::new(),
+            waits: [const { MaybeUninit::uninit() }; INLINE],
+            more_waits: Vec::new(),
             waiter: ptr::null(),
+        }
+    }
+
+    /// Records the indexes of the `n` entries that have a channel.
+    fn set_live(&mut self, es: &[AltEntry<'_>], n: usize) -> &[usize] {
+        self.n = n;
+        let live = if n <= INLINE {
+            &mut self.live[..n]
+        } else {
+            self.more_live.resize(n, 0);
+            &mut self.more_live[..]
+        };
+        let mut k = 0;
+        for (i, e) in es.iter().enumerate() {
+            if e.port.is_some() {
+                live[k] = i;
+                k += 1;
+            }
+        }
+        live
+    }
+
+    fn live(&self) -> &[usize] {
+        if self.n <= INLINE {
+            &self.live[..self.n]
+        } else {
+            &self.more_live
+        }
+    }
+
+    /// Room for `n` queue entries that stays put until the alt returns.
+    /// (Takes the fields rather than `self` so that `live` can stay
+    /// borrowed.)
+    fn entries(
+        waits: &mut [MaybeUninit<Entry>; INLINE],
+        more: &mut Vec<MaybeUninit<Entry>>,
+        n: usize,
+    ) -> *mut Entry {
+        if n <= INLINE {
+            waits.as_mut_ptr().cast()
+        } else {
+            if more.len() < n {
+                more.resize_with(n, MaybeUninit::uninit);
+            }
+            more.as_mut_ptr().cast()
         }
     }
 
@@ -458,38 +538,5 @@ fn unpack(v: u64) -> Result<usize, AltError> {
         1 => Err(AltError::Closed((v >> 2) as usize)),
         2 => Err(AltError::Interrupted),
         _ => Err(AltError::WouldBlock),
-    }
-}
-
-/// The channels of an alt, entered in address order, each once (an alt
-/// may name a channel twice), with how each was entered.
-struct Locks<'a> {
-    held: Small<(Option<&'a dyn Port>, Option<Held>), 4>,
-}
-
-impl<'a> Locks<'a> {
-    fn enter(ports: impl Iterator<Item = &'a dyn Port>, me: Me) -> Locks<'a> {
-        let mut held = Small::new((None, None));
-        let mut last = 0;
-        for p in ports {
-            if p.addr() != last {
-                let h = p.header().enter(me);
-                if h.shared_now {
-                    // SAFETY: just entered.
-                    unsafe { p.mark_shared() };
-                }
-                held.push((Some(p), Some(h)));
-                last = p.addr();
-            }
-        }
-        Locks { held }
-    }
-
-    fn leave(self) {
-        for &(p, h) in self.held.as_slice() {
-            if let (Some(p), Some(h)) = (p, h) {
-                p.header().leave(h);
-            }
-        }
     }
 }

@@ -145,6 +145,17 @@ impl BiasedLock {
     }
 }
 
+impl BiasedLock {
+    /// Leaves a critical section without the token from `enter`. Only the
+    /// biased proc ever sets `busy`, and only while it is inside; so the
+    /// caller, being inside, entered biased exactly when `busy` is set.
+    #[inline(always)]
+    pub(crate) fn leave_entered(&self) {
+        let biased = self.busy.load(Ordering::Relaxed);
+        self.leave(Entered { biased });
+    }
+}
+
 /// Data guarded by a [`BiasedLock`] that re-biases to its owner.
 pub(crate) struct Biased<T> {
     lock: BiasedLock,
