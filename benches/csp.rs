@@ -9,7 +9,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use thread9::{Alt, Chan, proccreate, run, threadcreate, threadexitsall, threadyield};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use thread9::{Alt, Chan, Ioproc, proccreate, run, threadcreate, threadexitsall, threadyield};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -214,7 +216,7 @@ fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
         }
         loop {
             let i = input.recv().unwrap();
-            if i % p != 0 {
+            if !i.is_multiple_of(p) {
                 next.send(i).unwrap();
             }
         }
@@ -230,6 +232,133 @@ fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
     })
     .unwrap();
     t.elapsed()
+}
+
+fn iocall(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        let io = Ioproc::new();
+        for _ in 0..1000 {
+            io.call(|| ());
+        }
+        let t = Instant::now();
+        for _ in 0..n {
+            io.call(|| ());
+        }
+        o.set(t.elapsed());
+    })
+    .unwrap();
+    out.get()
+}
+
+const RELAY_CHUNK: usize = 1 << 20;
+
+/// A pipe with a buffer of one chunk.
+fn relay_pipe() -> (OwnedFd, OwnedFd) {
+    let (r, w) = std::io::pipe().unwrap();
+    let (r, w): (OwnedFd, OwnedFd) = (r.into(), w.into());
+    // SAFETY: fcntl on a descriptor we own; failure leaves the default size.
+    unsafe {
+        libc::fcntl(
+            w.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            RELAY_CHUNK as libc::c_int,
+        )
+    };
+    (r, w)
+}
+
+/// `total` bytes through a pipe by ioproc write and read, a chunk at a time,
+/// exactly as `plain_relay` does it with plain calls: the ratio of the two
+/// is what the ioproc costs. Returns GB/s.
+fn ioproc_relay(total: usize) -> f64 {
+    let out = Rc::new(Cell::new(0f64));
+    let o = out.clone();
+    run(move || {
+        let (r, w) = relay_pipe();
+        let io = Ioproc::new();
+        let wbuf = vec![7u8; RELAY_CHUNK];
+        let mut rbuf = vec![0u8; RELAY_CHUNK];
+        let t = Instant::now();
+        let mut moved = 0;
+        while moved < total {
+            let n = io.write(&w, &wbuf).unwrap();
+            let mut left = n;
+            while left > 0 {
+                left -= io.read(&r, &mut rbuf[..left]).unwrap();
+            }
+            moved += n;
+        }
+        o.set(total as f64 / t.elapsed().as_secs_f64() / 1e9);
+    })
+    .unwrap();
+    out.get()
+}
+
+/// `total` bytes through a pipe: a writer thread and a reader thread of one
+/// proc, each with its own ioproc (the relay of ioproc(2)), running in
+/// parallel. Returns GB/s. (Slower than one core doing both: the data
+/// crosses between the cores' caches.)
+fn ioproc_relay_parallel(total: usize) -> f64 {
+    let out = Rc::new(Cell::new(0f64));
+    let o = out.clone();
+    run(move || {
+        let (r, w) = relay_pipe();
+        let done = Chan::new(0);
+        let d = done.clone();
+        let t = Instant::now();
+        threadcreate(
+            move || {
+                let io = Ioproc::new();
+                let buf = vec![7u8; RELAY_CHUNK];
+                let mut sent = 0;
+                while sent < total {
+                    sent += io.write(&w, &buf).unwrap();
+                }
+                drop(w);
+                d.send(()).unwrap();
+            },
+            0,
+        );
+        let io = Ioproc::new();
+        let mut buf = vec![0u8; RELAY_CHUNK];
+        let mut got = 0;
+        loop {
+            match io.read(&r, &mut buf).unwrap() {
+                0 => break,
+                n => got += n,
+            }
+        }
+        done.recv().unwrap();
+        assert_eq!(got, total);
+        o.set(total as f64 / t.elapsed().as_secs_f64() / 1e9);
+    })
+    .unwrap();
+    out.get()
+}
+
+/// The same bytes through a pipe with plain read and write in one thread,
+/// a chunk at a time. Returns GB/s.
+fn plain_relay(total: usize) -> f64 {
+    let (r, w) = relay_pipe();
+    let wbuf = vec![7u8; RELAY_CHUNK];
+    let mut rbuf = vec![0u8; RELAY_CHUNK];
+    let t = Instant::now();
+    let mut moved = 0;
+    while moved < total {
+        // SAFETY: plain read/write with valid buffers on descriptors we own.
+        let n = unsafe { libc::write(w.as_raw_fd(), wbuf.as_ptr().cast(), RELAY_CHUNK) };
+        assert!(n > 0);
+        let mut left = n as usize;
+        while left > 0 {
+            let m = unsafe { libc::read(r.as_raw_fd(), rbuf.as_mut_ptr().cast(), left) };
+            assert!(m > 0);
+            left -= m as usize;
+        }
+        moved += n as usize;
+    }
+    total as f64 / t.elapsed().as_secs_f64() / 1e9
 }
 
 fn rss_bytes() -> u64 {
@@ -348,6 +477,19 @@ fn main() {
         timed("primes_proc_10000", 3, 1, "ms", 1e3, |_| {
             sieve(true, 0, u64::MAX, 10000)
         });
+    }
+    if want("iocall") {
+        timed("iocall", 7, 100_000, "ns", 1e9, iocall);
+    }
+    if want("ioproc_relay") {
+        let total = 1 << 30;
+        let io = median((0..3).map(|_| ioproc_relay(total)).collect());
+        let plain = median((0..3).map(|_| plain_relay(total)).collect());
+        report("ioproc_relay", io, "GB/s");
+        report("ioproc_relay_plain", plain, "GB/s");
+        report("ioproc_relay_ratio", io / plain, "x");
+        let par = median((0..3).map(|_| ioproc_relay_parallel(total)).collect());
+        report("ioproc_relay_parallel", par, "GB/s");
     }
     if want("idle_threads_1m") {
         report("idle_threads_1m", idle_threads(1_000_000), "bytes/thread");

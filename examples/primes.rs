@@ -82,7 +82,7 @@ fn filter(o: Opts, input: Chan<u64>) {
     start(o, next.clone());
     loop {
         let i = input.recv().expect("the counter never closes its channel");
-        if i % p != 0 {
+        if !i.is_multiple_of(p) {
             next.send(i)
                 .expect("the next filter never closes its channel");
         }

@@ -27,7 +27,7 @@
 //!     threadcreate(move || filter(n, out), 0);
 //!     loop {
 //!         let i = input.recv().unwrap();
-//!         if i % p != 0 {
+//!         if !i.is_multiple_of(p) {
 //!             next.send(i).unwrap();
 //!         }
 //!     }
@@ -68,10 +68,13 @@ compile_error!(
 );
 
 pub mod channel;
+pub mod ioproc;
+pub mod srv;
 pub mod thread;
 mod util;
 
 pub use channel::{Alt, AltError, Chan, RecvError, SendError, TryRecvError, TrySendError};
+pub use ioproc::Ioproc;
 pub use thread::{
     ThreadId, proccreate, run, threadcreate, threaddump, threadexits, threadexitsall,
     threadgetname, threadid, threadmain, threadsetname, threadsetstate, threadyield,

@@ -9,7 +9,10 @@ fn expected(max: u64) -> String {
     let mut out = String::new();
     let mut n = 2u64;
     loop {
-        if (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0) {
+        if (2..n)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
+        {
             out.push_str(&format!("{n}\n"));
             if n > max {
                 return out;

@@ -327,11 +327,11 @@ impl<T> Chan<T> {
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         let mut p = Pending::new();
         p.slot = Some(v);
-        match self.send_start(&mut p) {
+        match self.send_start(&mut p, true) {
             DONE => Ok(()),
             PARK => match p.waiter().park() {
                 Outcome::Done(_) => Ok(()),
-                out => self.send_failed(&mut p, out),
+                out => self.send_failed(&mut p, out, true),
             },
             CLOSED => Err(SendError::Closed(p.take())),
             _ => Err(SendError::Interrupted(p.take())),
@@ -340,9 +340,9 @@ impl<T> Chan<T> {
 
     /// Sends the value in `p` now if possible (DONE), or fails (CLOSED,
     /// INTERRUPTED, value left in `p`); otherwise queues `p` (PARK).
-    fn send_start(&self, p: &mut Pending<T>) -> u8 {
+    fn send_start(&self, p: &mut Pending<T>, dies: bool) -> u8 {
         let me = Me::get();
-        if me.kill_point() {
+        if dies && me.kill_point() {
             return INTERRUPTED;
         }
         let inner = &*self.inner;
@@ -370,7 +370,12 @@ impl<T> Chan<T> {
     }
 
     #[cold]
-    fn send_failed(&self, p: &mut Pending<T>, out: Outcome) -> Result<(), SendError<T>> {
+    fn send_failed(
+        &self,
+        p: &mut Pending<T>,
+        out: Outcome,
+        dies: bool,
+    ) -> Result<(), SendError<T>> {
         if out == Outcome::Interrupted {
             let me = Me::get();
             let mut g = self.inner.lock(&me);
@@ -378,7 +383,9 @@ impl<T> Chan<T> {
             unsafe { g.dequeue(true, p.entry()) };
             drop(g);
             let v = p.take();
-            me.kill_point();
+            if dies {
+                me.kill_point();
+            }
             Err(SendError::Interrupted(v))
         } else {
             Err(SendError::Closed(p.take()))
@@ -391,11 +398,11 @@ impl<T> Chan<T> {
     #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
         let mut p = Pending::new();
-        match self.recv_start(&mut p) {
+        match self.recv_start(&mut p, true, Block::Recv) {
             DONE => Ok(p.take()),
             PARK => match p.waiter().park() {
                 Outcome::Done(_) => Ok(p.take()),
-                out => self.recv_failed(&mut p, out),
+                out => self.recv_failed(&mut p, out, true),
             },
             CLOSED => Err(RecvError::Closed),
             _ => Err(RecvError::Interrupted),
@@ -404,9 +411,9 @@ impl<T> Chan<T> {
 
     /// Receives into `p` now if possible (DONE), or fails; otherwise
     /// queues `p` (PARK).
-    fn recv_start(&self, p: &mut Pending<T>) -> u8 {
+    fn recv_start(&self, p: &mut Pending<T>, dies: bool, what: Block) -> u8 {
         let me = Me::get();
-        if me.kill_point() {
+        if dies && me.kill_point() {
             return INTERRUPTED;
         }
         let inner = &*self.inner;
@@ -423,22 +430,56 @@ impl<T> Chan<T> {
         let ep = p.arm(&me);
         // SAFETY: as in `send_start`.
         unsafe { g.enqueue(false, ep) };
-        me.set_blocked(Block::Recv, inner.addr(), inner.hdr.is_shared());
+        me.set_blocked(what, inner.addr(), inner.hdr.is_shared());
         PARK
     }
 
     #[cold]
-    fn recv_failed(&self, p: &mut Pending<T>, out: Outcome) -> Result<T, RecvError> {
+    fn recv_failed(&self, p: &mut Pending<T>, out: Outcome, dies: bool) -> Result<T, RecvError> {
         if out == Outcome::Interrupted {
             let me = Me::get();
             let mut g = self.inner.lock(&me);
             // SAFETY: lock held; the entry was queued on this channel.
             unsafe { g.dequeue(false, p.entry()) };
             drop(g);
-            me.kill_point();
+            if dies {
+                me.kill_point();
+            }
             Err(RecvError::Interrupted)
         } else {
             Err(RecvError::Closed)
+        }
+    }
+
+    /// `send` for the library's own handshakes that a kill must not cut
+    /// short (an ioproc call in flight): a killed thread is not unwound
+    /// here; the wait ends with `Interrupted` and the caller decides.
+    pub(crate) fn send_undying(&self, v: T) -> Result<(), SendError<T>> {
+        let mut p = Pending::new();
+        p.slot = Some(v);
+        match self.send_start(&mut p, false) {
+            DONE => Ok(()),
+            PARK => match p.waiter().park() {
+                Outcome::Done(_) => Ok(()),
+                out => self.send_failed(&mut p, out, false),
+            },
+            CLOSED => Err(SendError::Closed(p.take())),
+            _ => Err(SendError::Interrupted(p.take())),
+        }
+    }
+
+    /// `recv` counterpart of [`Chan::send_undying`]; dumps show the
+    /// waiting thread as blocked in `what`.
+    pub(crate) fn recv_undying(&self, what: Block) -> Result<T, RecvError> {
+        let mut p = Pending::new();
+        match self.recv_start(&mut p, false, what) {
+            DONE => Ok(p.take()),
+            PARK => match p.waiter().park() {
+                Outcome::Done(_) => Ok(p.take()),
+                out => self.recv_failed(&mut p, out, false),
+            },
+            CLOSED => Err(RecvError::Closed),
+            _ => Err(RecvError::Interrupted),
         }
     }
 

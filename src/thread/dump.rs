@@ -73,7 +73,7 @@ pub(crate) fn format(procs: &[Arc<ProcShared>]) -> String {
                     Block::RLock => "rlock".to_string(),
                     Block::WLock => "wlock".to_string(),
                     Block::Rendez => "rendez sleep".to_string(),
-                    Block::IoCall => "ioproc call".to_string(),
+                    Block::IoCall => format!("ioproc call ({})", crate::channel::describe(obj)),
                     Block::Wait => "waiting".to_string(),
                 }
             };
@@ -85,7 +85,12 @@ pub(crate) fn format(procs: &[Arc<ProcShared>]) -> String {
             lines.push((t.id, line));
         }
         lines.sort_by_key(|l| l.0);
-        let _ = writeln!(s, "proc {}:", p.tid.load(Ordering::Relaxed));
+        match p.tid.load(Ordering::Relaxed) {
+            0 => s.push_str("proc (starting):\n"),
+            tid => {
+                let _ = writeln!(s, "proc {tid}:");
+            }
+        }
         for (_, l) in lines {
             s.push_str(&l);
             s.push('\n');

@@ -201,6 +201,9 @@ pub(crate) struct ProcLocal {
     /// Records of exited threads, kept for new ones: creating and ending a
     /// thread then costs no allocation.
     spare: RefCell<Vec<*mut Thread>>,
+    /// Moving average of how long this proc's idle periods last, in ns
+    /// (see `sched::poll`).
+    pub(crate) idle_avg_ns: Cell<u64>,
 }
 
 /// Spare thread records a proc keeps.
@@ -239,6 +242,7 @@ impl ProcLocal {
             stacks: RefCell::new(stack::Cache::default()),
             last_status: RefCell::new(None),
             spare: RefCell::new(Vec::new()),
+            idle_avg_ns: Cell::new(0),
         }
     }
 

@@ -27,8 +27,9 @@ pub(crate) const PROC_OS_STACK: usize = 256 << 10;
 
 /// How long an idle proc spins on its inbox when a core is free for it.
 const SPIN: Duration = Duration::from_micros(20);
-/// How long it then keeps yielding its core before it sleeps.
-const YIELD: Duration = Duration::from_micros(50);
+/// How long it polls at least before it sleeps, and at most.
+const POLL_MIN: Duration = Duration::from_micros(70);
+const POLL_MAX: Duration = Duration::from_micros(1000);
 
 fn cores() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
@@ -42,7 +43,7 @@ pub(crate) fn run_proc(local: &ProcLocal) {
         match local.pop_ready() {
             Some(t) => run_thread(local, t),
             None if local.nthreads.get() == 0 => break,
-            None => idle(&local.shared),
+            None => idle(local),
         }
     }
     let prog = &local.shared.program;
@@ -74,8 +75,11 @@ fn run_thread(local: &ProcLocal, t: *const Thread) {
 }
 
 /// Waits for a thread of this proc to become ready.
-fn idle(sh: &ProcShared) {
-    if poll(sh) {
+fn idle(local: &ProcLocal) {
+    let sh = &*local.shared;
+    let start = Instant::now();
+    if poll(sh, start, local.poll_window()) {
+        local.idled(start.elapsed());
         return;
     }
     let prog = &sh.program;
@@ -96,17 +100,19 @@ fn idle(sh: &ProcShared) {
         deadlock::check(prog);
     }
     sleep(sh);
+    local.idled(start.elapsed());
 }
 
 /// Watches the inbox for a while before sleeping: a futex sleep and wake
-/// costs far more than a partner's usual reply time, and a sleeping proc
-/// must be woken by its partner, while an awake one is just handed work.
-/// While every awake proc has a core of its own, we spin; otherwise
-/// spinning would take the core from a proc with work, so we yield it
-/// instead, and a yielding proc runs again as soon as the core is free.
-/// So at most as many procs spin at once as there are cores.
-fn poll(sh: &ProcShared) -> bool {
-    let start = Instant::now();
+/// costs far more than a partner's usual reply time (on a virtual machine,
+/// waking a sleeping processor can take a hundred microseconds), and a
+/// sleeping proc must be woken by its partner, while an awake one is just
+/// handed work. While every awake proc has a core of its own, we spin;
+/// otherwise spinning would take the core from a proc with work, so we
+/// yield it instead, and a yielding proc runs again as soon as the core is
+/// free. So at most as many procs spin at once as there are cores. How
+/// long to poll (`window`) adapts to how long this proc's waits last.
+fn poll(sh: &ProcShared, start: Instant, window: Duration) -> bool {
     if program::awake_procs() <= cores() {
         loop {
             for _ in 0..64 {
@@ -124,10 +130,31 @@ fn poll(sh: &ProcShared) -> bool {
         if !sh.inbox_is_empty() {
             return true;
         }
-        if start.elapsed() > SPIN + YIELD {
+        if start.elapsed() > window {
             return false;
         }
         std::thread::yield_now();
+    }
+}
+
+impl ProcLocal {
+    /// How long to poll before sleeping: twice this proc's usual wait when
+    /// that is short (so most waits end without a sleep), the minimum when
+    /// its waits are long (polling through them would only burn the core).
+    fn poll_window(&self) -> Duration {
+        let usual = Duration::from_nanos(self.idle_avg_ns.get());
+        if usual * 2 <= POLL_MAX {
+            (usual * 2).max(POLL_MIN)
+        } else {
+            POLL_MIN
+        }
+    }
+
+    /// Records how long a wait lasted (a moving average of the last few).
+    fn idled(&self, d: Duration) {
+        let ns = d.as_nanos().min(u64::MAX as u128) as u64;
+        let avg = self.idle_avg_ns.get();
+        self.idle_avg_ns.set(avg - avg / 8 + ns / 8);
     }
 }
 

@@ -1,0 +1,3 @@
+//! Inferno's srv device: channel-backed files served over 9P2000.
+
+pub mod fcall;
