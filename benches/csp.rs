@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use thread9::{Alt, Chan, Ioproc, proccreate, run, threadcreate, threadexitsall, threadyield};
+use thread9::{
+    Alt, Chan, Ioproc, QLock, proccreate, run, threadcreate, threadexitsall, threadyield,
+};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -234,6 +236,41 @@ fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
     t.elapsed()
 }
 
+/// Two threads of one proc taking turns on a QLock: each holds it across a
+/// yield, so the other is always waiting when it is released and every
+/// acquisition is a hand-off. Reports the time per hand-off.
+fn qlock_thread(n: u64) -> Duration {
+    let out = Rc::new(Cell::new(Duration::ZERO));
+    let o = out.clone();
+    run(move || {
+        let lock = Rc::new(QLock::new(0u64));
+        let (l2, done) = (lock.clone(), Chan::new(1));
+        let d = done.clone();
+        threadcreate(
+            move || {
+                for _ in 0..n {
+                    let mut g = l2.lock();
+                    *g += 1;
+                    threadyield();
+                }
+                d.send(()).unwrap();
+            },
+            0,
+        );
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut g = lock.lock();
+            *g += 1;
+            threadyield();
+        }
+        done.recv().unwrap();
+        o.set(t.elapsed() / 2);
+        assert_eq!(*lock.lock(), 2 * n);
+    })
+    .unwrap();
+    out.get()
+}
+
 fn iocall(n: u64) -> Duration {
     let out = Rc::new(Cell::new(Duration::ZERO));
     let o = out.clone();
@@ -414,6 +451,44 @@ fn idle_threads(n: u64) -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// One run of `spawn_wait`: `n` rounds of threadspawn(`true`) and
+/// receiving its Waitmsg, and as many of std's `Command::status()` on
+/// `true`, in one program; microseconds per round, (ours, std).
+fn spawn_wait(n: u32) -> (f64, f64) {
+    let out = Rc::new(Cell::new((0.0, 0.0)));
+    let o = out.clone();
+    run(move || {
+        let wc = thread9::threadwaitchan();
+        let spawned = || {
+            let pid = thread9::threadspawn(std::process::Command::new("true")).unwrap();
+            assert_eq!(wc.recv().unwrap().pid, pid);
+        };
+        let std_status = || {
+            let st = std::process::Command::new("true").status().unwrap();
+            assert!(st.success());
+        };
+        // Warm the reaper, the page cache and the allocator.
+        for _ in 0..5 {
+            spawned();
+            std_status();
+        }
+        // Interleaved, so that both see the same changes of machine load.
+        let (mut ours, mut std) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..n {
+            let t = Instant::now();
+            spawned();
+            ours += t.elapsed();
+            let t = Instant::now();
+            std_status();
+            std += t.elapsed();
+        }
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+        o.set((us(ours), us(std)));
+    })
+    .unwrap();
+    out.get()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--idle-child") {
@@ -478,6 +553,9 @@ fn main() {
             sieve(true, 0, u64::MAX, 10000)
         });
     }
+    if want("qlock_thread") {
+        timed("qlock_thread", 7, 1_000_000, "ns", 1e9, qlock_thread);
+    }
     if want("iocall") {
         timed("iocall", 7, 100_000, "ns", 1e9, iocall);
     }
@@ -493,5 +571,15 @@ fn main() {
     }
     if want("idle_threads_1m") {
         report("idle_threads_1m", idle_threads(1_000_000), "bytes/thread");
+    }
+    if want("spawn_wait") {
+        let runs: Vec<(f64, f64)> = (0..7).map(|_| spawn_wait(100)).collect();
+        let ours = median(runs.iter().map(|r| r.0).collect());
+        let std = median(runs.iter().map(|r| r.1).collect());
+        // Per run: both figures of a run saw the same machine load.
+        let ratio = median(runs.iter().map(|r| r.0 / r.1).collect());
+        report("spawn_wait", ours, "us");
+        report("spawn_wait_std", std, "us");
+        report("spawn_wait_ratio", ratio, "x");
     }
 }

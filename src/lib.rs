@@ -76,8 +76,11 @@ mod util;
 pub use channel::{Alt, AltError, Chan, RecvError, SendError, TryRecvError, TrySendError};
 pub use ioproc::Ioproc;
 pub use thread::{
-    ThreadId, proccreate, run, threadcreate, threaddump, threadexits, threadexitsall,
-    threadgetname, threadid, threadmain, threadsetname, threadsetstate, threadyield,
+    Interrupted, QLock, QLockGuard, RLockGuard, RWLock, Rendez, ThreadId, WLockGuard, Waitmsg,
+    proccreate, procdata, procexec, run, threadcreate, threaddata, threaddump, threadexits,
+    threadexitsall, threadgetgrp, threadgetname, threadid, threadint, threadintgrp, threadkill,
+    threadkillgrp, threadmain, threadnotify, threadpid, threadsetgrp, threadsetname,
+    threadsetstate, threadspawn, threadwaitchan, threadyield,
 };
 
 /// The README's examples, compiled and run as doctests.

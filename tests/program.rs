@@ -106,6 +106,7 @@ fn a_panic_ends_the_program_with_its_message() {
                 0,
             );
         }
+        threadyield(); // the three are blocked in recv now
         proccreate(|| panic!("in a proc: {}", 42), 0);
         let _g = Count(u.clone());
         let _ = c.recv();

@@ -12,21 +12,37 @@
 //! (stacks and guards), `fault` (overflow reports), `exit`, `wait`
 //! (the blocking protocol), `waitq`, `dump` and `deadlock`.
 
+pub(crate) mod data;
 pub(crate) mod deadlock;
 pub(crate) mod dump;
+pub(crate) mod exec;
 pub(crate) mod exit;
 pub(crate) mod fault;
+pub(crate) mod kill;
+pub(crate) mod notes;
 pub(crate) mod procs;
 pub(crate) mod program;
+pub(crate) mod qlock;
+pub(crate) mod rendez;
+pub(crate) mod rwlock;
 pub(crate) mod sched;
 pub(crate) mod stack;
 pub(crate) mod threads;
 pub(crate) mod wait;
 pub(crate) mod waitq;
 
+pub use data::{procdata, threaddata};
 pub use dump::threaddump;
+pub use exec::{Waitmsg, procexec, threadspawn, threadwaitchan};
 pub use exit::{threadexits, threadexitsall};
+pub use kill::{
+    threadgetgrp, threadint, threadintgrp, threadkill, threadkillgrp, threadpid, threadsetgrp,
+};
+pub use notes::threadnotify;
 pub use procs::proccreate;
 pub use program::{run, threadmain};
+pub use qlock::{Interrupted, QLock, QLockGuard};
+pub use rendez::Rendez;
+pub use rwlock::{RLockGuard, RWLock, WLockGuard};
 pub use sched::threadyield;
 pub use threads::{ThreadId, threadcreate, threadgetname, threadid, threadsetname, threadsetstate};

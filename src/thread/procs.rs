@@ -204,6 +204,8 @@ pub(crate) struct ProcLocal {
     /// Moving average of how long this proc's idle periods last, in ns
     /// (see `sched::poll`).
     pub(crate) idle_avg_ns: Cell<u64>,
+    /// `procdata` slots.
+    pub(crate) data: super::data::Slots,
 }
 
 /// Spare thread records a proc keeps.
@@ -243,6 +245,7 @@ impl ProcLocal {
             last_status: RefCell::new(None),
             spare: RefCell::new(Vec::new()),
             idle_avg_ns: Cell::new(0),
+            data: Default::default(),
         }
     }
 

@@ -12,6 +12,9 @@ use super::wait::Waiter;
 use super::{deadlock, exit, fault, sched};
 use crate::util::futex;
 
+/// A note handler (see `threadnotify`).
+pub(crate) type NoteHandler = fn(&str) -> bool;
+
 pub(crate) struct Program {
     pub(crate) id: u64,
     next_tid: AtomicU64,
@@ -32,9 +35,14 @@ pub(crate) struct Program {
     /// deadlock.
     pub(crate) external: AtomicUsize,
     pub(crate) check_lock: Mutex<()>,
+    /// Note handlers installed with `threadnotify` (see `notes`).
+    pub(crate) notes: Mutex<Vec<NoteHandler>>,
+    /// The channel `threadwaitchan` made, once it has been asked for (see
+    /// `exec`).
+    pub(crate) waitchan: Mutex<Option<crate::channel::Chan<super::exec::Waitmsg>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -48,6 +56,12 @@ pub(crate) fn awake_procs() -> usize {
     AWAKE_PROCS.load(Ordering::Relaxed)
 }
 static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
+
+/// The program of the calling thread; panics (naming `what`) outside one.
+#[track_caller]
+pub(crate) fn current(what: &str) -> Arc<Program> {
+    super::threads::current(what).proc().program.clone()
+}
 
 /// Every program running in this process.
 pub(crate) fn all_programs() -> Vec<Arc<Program>> {
@@ -68,6 +82,8 @@ impl Program {
             handles: Mutex::new(Vec::new()),
             external: AtomicUsize::new(0),
             check_lock: Mutex::new(()),
+            notes: Mutex::new(Vec::new()),
+            waitchan: Mutex::new(None),
         });
         let mut all = lock(&PROGRAMS);
         all.retain(|w| w.strong_count() > 0);
@@ -212,6 +228,7 @@ pub fn run<F: FnOnce() + 'static>(f: F) -> Result<(), String> {
     }
     exit::install_panic_hook();
     fault::install();
+    super::notes::install();
     let prog = Program::new();
     let shared = ProcShared::new(prog.clone());
     prog.add_proc(shared.clone());

@@ -46,6 +46,8 @@ pub(crate) fn run_proc(local: &ProcLocal) {
             None => idle(local),
         }
     }
+    // The proc's data goes with it, still on its OS thread.
+    drop(local.data.take());
     let prog = &local.shared.program;
     if let Some(s) = local.last_status.borrow_mut().take() {
         prog.set_last_status(s);
@@ -190,6 +192,10 @@ pub fn threadyield() {
     if let Some(t) = yield_start() {
         // SAFETY: `t` is the running thread and has just queued itself.
         unsafe { threads::suspend(t) };
+        // Killed while it waited its turn: a yield is a blocking point.
+        if t.is_killed() {
+            threads::die_or_report();
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Thread {
     yielder: Cell<*const Yielder<(), ()>>,
     /// The stack's guard range, read by the overflow handler.
     pub(crate) guard: Cell<(usize, usize)>,
+    /// `threaddata` slots.
+    pub(crate) data: super::data::Slots,
 }
 
 // SAFETY: fields other threads touch are atomics or behind `info`'s lock;
@@ -97,6 +99,7 @@ impl Thread {
             stack: UnsafeCell::new(None),
             yielder: Cell::new(ptr::null()),
             guard: Cell::new((0, 0)),
+            data: Default::default(),
         });
         let p = Box::into_raw(b);
         // SAFETY: `p` is a fresh, exclusively owned allocation; the waiter
@@ -145,6 +148,14 @@ impl Thread {
         } else {
             self.proc().attend();
         }
+    }
+
+    pub(crate) fn grp(&self) -> u64 {
+        self.grp.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_grp(&self, g: u64) -> u64 {
+        self.grp.swap(g, Ordering::Relaxed)
     }
 
     pub(crate) fn mark_killed(&self) {
@@ -311,9 +322,18 @@ pub(crate) fn trampoline<F: FnOnce() + 'static>(
         if t.is_killed() {
             return Exit::Killed;
         }
-        match panic::catch_unwind(AssertUnwindSafe(f)) {
+        let exit = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(()) => Exit::Status(String::new()),
             Err(payload) => exit::classify(payload),
+        };
+        // Thread data goes in the thread itself: its destructors may block.
+        let data = t.data.take();
+        match panic::catch_unwind(AssertUnwindSafe(move || drop(data))) {
+            Ok(()) => exit,
+            Err(payload) => match exit::classify(payload) {
+                Exit::Panic(m) => Exit::Panic(m),
+                _ => exit,
+            },
         }
     }
 }

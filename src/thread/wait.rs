@@ -135,6 +135,12 @@ impl Waiter {
             .is_ok()
     }
 
+    /// Whether the owner waits (has not been claimed yet).
+    #[inline]
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == WAITING
+    }
+
     /// Interrupts the wait if there is one; true if this call ended it. The
     /// caller must then [`Waiter::wake`] it.
     #[inline]

@@ -129,6 +129,39 @@ impl WaitQueue {
         None
     }
 
+    /// The oldest entry whose owner still waits; stale entries before it
+    /// (owners already interrupted) are unlinked on the way.
+    ///
+    /// # Safety
+    /// Lock held.
+    pub(crate) unsafe fn first_live(&mut self) -> Option<*mut Entry> {
+        // SAFETY: lock held, so linked entries are valid.
+        unsafe {
+            while !self.head.is_null() {
+                let e = self.head;
+                if (*(*e).waiter).is_waiting() {
+                    return Some(e);
+                }
+                self.remove(e);
+            }
+        }
+        None
+    }
+
+    /// Claims the linked entry `e` with `code` and unlinks it. False if its
+    /// owner was claimed elsewhere meanwhile (the entry is unlinked then
+    /// too).
+    ///
+    /// # Safety
+    /// Lock held; `e` is linked into this queue.
+    pub(crate) unsafe fn claim(&mut self, e: *mut Entry, code: usize) -> bool {
+        // SAFETY: per the contract.
+        unsafe {
+            self.remove(e);
+            (*(*e).waiter).claim(code)
+        }
+    }
+
     /// # Safety
     /// Lock held.
     pub(crate) unsafe fn for_each(&self, mut f: impl FnMut(&Entry)) {

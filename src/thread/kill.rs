@@ -1,0 +1,155 @@
+//! Interrupting and killing threads, and thread groups.
+//!
+//! `threadint` ends the wait a thread is blocked in, which then fails with
+//! its `Interrupted` error; a thread that is not waiting is unaffected.
+//! `threadkill` marks a thread to die at its next blocking point and ends
+//! its wait if it has one; the thread then unwinds, running destructors,
+//! and takes its entries off every channel it waited on (9front leaves a
+//! killed thread's alt entries queued). Both work on threads of any proc of
+//! the calling program: a thread is found by id, as Plan 9 does, by looking
+//! through the program's procs.
+
+use super::procs::ProcShared;
+use super::program;
+use super::threads::{self, Thread, ThreadId};
+use super::wait::Waiter;
+use crate::util::bias::NO_PROC;
+
+/// What to do to each chosen thread, under its proc's list lock; returns
+/// the thread to wake (after the lock is gone) if a wait was claimed.
+fn act(p: &ProcShared, me: u64, pick: &dyn Fn(&Thread) -> bool, kill: bool) -> Vec<*const Thread> {
+    let mut woken = Vec::new();
+    // The proc's own list is biased to it; look at it as the proc when we
+    // are that proc, so as not to revoke the bias for nothing.
+    let as_proc = if p.id == me { me } else { NO_PROC };
+    for r in p.threads.lock_as(as_proc).iter() {
+        let t = r.get();
+        if !pick(t) {
+            continue;
+        }
+        if kill {
+            t.mark_killed();
+        }
+        if t.waiter.claim_interrupt() {
+            woken.push(r.0);
+        } else if kill {
+            // Not waiting yet: its proc sees to it once it parks.
+            p.attend();
+        }
+    }
+    woken
+}
+
+fn apply(what: &str, pick: &dyn Fn(&Thread) -> bool, kill: bool) {
+    let me = threads::current(what);
+    let prog = program::current(what);
+    for p in prog.procs() {
+        for t in act(&p, me.proc_id, pick, kill) {
+            // SAFETY: we won the claim on its wait, so the thread stays
+            // parked (and its record alive) until this wake.
+            unsafe { Waiter::wake(&(*t).waiter) };
+        }
+    }
+}
+
+/// Interrupts thread `id` of the calling program if it is blocked: its
+/// send, recv, alt, interruptible lock or rendez sleep fails with
+/// `Interrupted` (an ioproc call is interrupted in the ioproc and fails with
+/// `ErrorKind::Interrupted`). A thread that is not blocked is unaffected.
+///
+/// ```
+/// use thread9::{Chan, RecvError, threadcreate, threadint, threadyield};
+/// thread9::run(|| {
+///     let c: Chan<i32> = Chan::new(0);
+///     let (d, out) = (c.clone(), Chan::new(1));
+///     let o = out.clone();
+///     let id = threadcreate(move || o.send(d.recv()).unwrap(), 0);
+///     threadyield(); // it blocks in recv
+///     threadint(id);
+///     assert_eq!(out.recv().unwrap(), Err(RecvError::Interrupted));
+/// }).unwrap();
+/// ```
+pub fn threadint(id: ThreadId) {
+    apply("threadint", &|t| t.id == id, false);
+}
+
+/// Interrupts every blocked thread of group `grp` (see [`threadint`]).
+pub fn threadintgrp(grp: u64) {
+    apply("threadintgrp", &|t| t.grp() == grp, false);
+}
+
+/// Kills thread `id` of the calling program: it ends at its next blocking
+/// point (at once if it is blocked), its stack unwinds and destructors run.
+/// A thread that never blocks cannot be killed. Killing the last thread of a
+/// proc ends the proc.
+///
+/// ```
+/// use thread9::{Chan, threadcreate, threadkill, threadyield};
+/// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+/// let dropped = Arc::new(AtomicBool::new(false));
+/// let d = dropped.clone();
+/// thread9::run(move || {
+///     struct Flag(Arc<AtomicBool>);
+///     impl Drop for Flag { fn drop(&mut self) { self.0.store(true, Ordering::SeqCst) } }
+///     let c: Chan<()> = Chan::new(0);
+///     let id = threadcreate(move || { let _f = Flag(d); let _ = c.recv(); }, 0);
+///     threadyield();
+///     threadkill(id);
+/// }).unwrap();
+/// assert!(dropped.load(Ordering::SeqCst));
+/// ```
+pub fn threadkill(id: ThreadId) {
+    apply("threadkill", &|t| t.id == id, true);
+}
+
+/// Kills every thread of group `grp` (see [`threadkill`]); the caller too,
+/// if it is in the group.
+pub fn threadkillgrp(grp: u64) {
+    apply("threadkillgrp", &|t| t.grp() == grp, true);
+}
+
+/// The calling thread's group. A program's first thread is in group 0; new
+/// threads (and procs) start in their creator's group.
+pub fn threadgetgrp() -> u64 {
+    threads::current("threadgetgrp").grp()
+}
+
+/// Moves the calling thread to group `grp`; returns its old group.
+///
+/// ```
+/// thread9::run(|| {
+///     assert_eq!(thread9::threadsetgrp(7), 0);
+///     assert_eq!(thread9::threadgetgrp(), 7);
+/// }).unwrap();
+/// ```
+pub fn threadsetgrp(grp: u64) -> u64 {
+    threads::current("threadsetgrp").set_grp(grp)
+}
+
+/// The OS thread id (as `gettid` gives it, what `ps -L` shows) of the proc
+/// holding thread `id`, or None if the program has no such thread (or its
+/// proc has not started yet).
+///
+/// ```
+/// thread9::run(|| {
+///     let me = thread9::threadpid(thread9::threadid()).unwrap();
+///     assert_eq!(me, unsafe { libc::gettid() });
+///     assert_eq!(thread9::threadpid(1_000_000), None);
+/// }).unwrap();
+/// ```
+pub fn threadpid(id: ThreadId) -> Option<i32> {
+    let me = threads::current("threadpid");
+    let prog = program::current("threadpid");
+    for p in prog.procs() {
+        let as_proc = if p.id == me.proc_id {
+            me.proc_id
+        } else {
+            NO_PROC
+        };
+        if p.threads.lock_as(as_proc).iter().any(|r| r.get().id == id) {
+            let tid = p.tid.load(std::sync::atomic::Ordering::Relaxed);
+            return (tid != 0).then_some(tid);
+        }
+    }
+    None
+}
