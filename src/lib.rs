@@ -75,6 +75,7 @@ mod util;
 
 pub use channel::{Alt, AltError, Chan, RecvError, SendError, TryRecvError, TrySendError};
 pub use ioproc::Ioproc;
+pub use srv::{Fid, FileIO, Rread, Rwrite, Srv, ninep};
 pub use thread::{
     Interrupted, QLock, QLockGuard, RLockGuard, RWLock, Rendez, ThreadId, WLockGuard, Waitmsg,
     proccreate, procdata, procexec, run, threadcreate, threaddata, threaddump, threadexits,

@@ -335,6 +335,39 @@ impl Ioproc {
         })
     }
 
+    /// Accepts a connection on a listening socket (what Plan 9 does with
+    /// `listen` and `accept` on a network directory). Interruptible like
+    /// every other operation. Give it a non-blocking listener if several
+    /// threads or processes accept on the same socket: a blocking one could
+    /// lose a race for a connection and then block past an interrupt.
+    ///
+    /// ```
+    /// use std::os::unix::net::{UnixListener, UnixStream};
+    /// use std::io::{Read, Write};
+    ///
+    /// let path = std::env::temp_dir().join(format!("thread9-accept-doc-{}", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let listener = UnixListener::bind(&path).unwrap();
+    /// let p = path.clone();
+    /// let client = std::thread::spawn(move || {
+    ///     let mut s = UnixStream::connect(p).unwrap();
+    ///     s.write_all(b"hi").unwrap();
+    /// });
+    /// thread9::run(move || {
+    ///     let io = thread9::Ioproc::new();
+    ///     let conn = io.accept(&listener).unwrap();
+    ///     let mut buf = [0u8; 2];
+    ///     assert_eq!(io.readn(&conn, &mut buf).unwrap(), 2);
+    ///     assert_eq!(&buf, b"hi");
+    /// }).unwrap();
+    /// client.join().unwrap();
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn accept(&self, listener: impl AsFd) -> io::Result<OwnedFd> {
+        let fd = listener.as_fd().as_raw_fd();
+        self.io(|st| ops::accept(st, fd))
+    }
+
     /// Sleeps `ms` milliseconds in the ioproc (9front's `iosleep`);
     /// interruptible, so a thread can serve as a timer that another stops.
     pub fn sleep(&self, ms: u64) -> io::Result<()> {

@@ -81,6 +81,35 @@ pub(crate) fn write(st: &IoState, fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Accepts a connection on listening socket `fd`. The new descriptor is
+/// close-on-exec and blocking, like any freshly accepted socket.
+pub(crate) fn accept(st: &IoState, fd: RawFd) -> io::Result<OwnedFd> {
+    loop {
+        ready(st, fd, libc::POLLIN)?;
+        // SAFETY: null address arguments ask for no peer address; the
+        // flags are valid for accept4.
+        let r = unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if r >= 0 {
+            // SAFETY: a fresh descriptor we own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(r) });
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Another acceptor took it, or the peer gave up before we got
+            // to it (Linux reports that as ECONNABORTED): wait again.
+            Some(libc::EAGAIN | libc::ECONNABORTED | libc::EINTR) => {}
+            _ => return Err(e),
+        }
+    }
+}
+
 pub(crate) fn sleep(st: &IoState, ms: u64) -> io::Result<()> {
     st.wait(&mut [], Some(Duration::from_millis(ms)))
         .map(|_| ())

@@ -25,6 +25,11 @@ pub fn child(name: &str) -> Output {
 }
 
 pub fn child_with(name: &str, env: &[(&str, &str)]) -> Output {
+    child_env(name, env, &[])
+}
+
+/// Runs scenario `name` with `env` set and the variables in `unset` removed.
+pub fn child_env(name: &str, env: &[(&str, &str)], unset: &[&str]) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -37,6 +42,9 @@ pub fn child_with(name: &str, env: &[(&str, &str)]) -> Output {
     .env(VAR, name);
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    for k in unset {
+        cmd.env_remove(k);
     }
     cmd.output().expect("run the child test process")
 }

@@ -1,0 +1,1343 @@
+//! A 9P2000 client: mount a file server, then open, read, write, stat and
+//! list its files, from thread9 threads or plain OS threads.
+//!
+//! 9P is Plan 9's file protocol: a client sends T-messages (walk to a
+//! file, open it, read, write, clunk) over one byte stream and the server
+//! answers each with an R-message carrying the same tag. Every file
+//! service in Plan 9 speaks it, and so do thread9's `Srv` (file2chan) and
+//! plan9port's servers; this module is the client side, in the spirit of
+//! plan9port's lib9pclient.
+//!
+//! # Mounting
+//!
+//! [`Client::mount`] connects to a server and starts a session. Its
+//! argument is either a *posted name*, such as `ramfile`, meaning the Unix
+//! socket of that name in the namespace directory ([`super::namespace`]:
+//! `$NAMESPACE`, else `/tmp/ns.$USER.$DISPLAY`, where `Srv::post` and
+//! plan9port's `post9pservice` put them), or a dial string:
+//! `unix!/path/to/socket`, `tcp!host!port` or `net!host!port`.
+//! [`Client::mount_fd`] takes a socket that is already connected. Mounting
+//! sends `Tversion`, offering messages of up to 8 MiB and taking the
+//! server's answer as the session's [`msize`](Client::msize), then
+//! `Tattach`es as `$USER` to the server's root.
+//!
+//! Paths are then walked from that root: `/`-separated, with empty parts
+//! and `.` ignored, so `"dir/file"`, `"/dir/file"` and `"dir//./file"`
+//! name the same file. [`Client::open`] gives a [`File`]; clunking it
+//! (explicitly or by dropping it) tells the server it is closed.
+//!
+//! ```no_run
+//! use thread9::ninep::Client;
+//! use thread9::srv::fcall::OREAD;
+//!
+//! let fs = Client::mount("ramfile")?; // the socket $NAMESPACE/ramfile
+//! let f = fs.open("data", OREAD)?;
+//! let mut buf = vec![0; 8192];
+//! loop {
+//!     let n = f.read(&mut buf)?; // 0 at end of file
+//!     if n == 0 {
+//!         break;
+//!     }
+//!     print!("{}", String::from_utf8_lossy(&buf[..n]));
+//! }
+//! for d in fs.read_dir("/")? {
+//!     println!("{} {}", d.name, d.length);
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Threads
+//!
+//! A [`Client`] is one connection, and a cheap handle to it: clone it, send
+//! it to other procs, use it from plain OS threads. Any number of threads
+//! may have requests outstanding at once; each request gets its own tag,
+//! and the server may answer them in any order.
+//!
+//! Each connection has two OS threads of its own, outside any thread9
+//! program: a writer, which puts requests on the socket in the order they
+//! were made, and a reader, which takes replies off it and hands each to
+//! the request that owns its tag. A request therefore never blocks its
+//! proc: a thread9 thread waits for its reply on a channel, so the other
+//! threads of its proc run meanwhile (a plain OS thread simply blocks).
+//! While a request is outstanding the server may still answer it, so a
+//! thread waiting for one is never reported as deadlocked.
+//!
+//! [`threadint`](crate::threadint) on a thread waiting for a reply sends
+//! the server a `Tflush` for its request, waits for the server to confirm,
+//! and fails the call with [`ErrorKind::Interrupted`]; a reply that was
+//! already on its way is discarded (9P's rule: after `Rflush`, the tag is
+//! free and the request is over). [`threadkill`](crate::threadkill) flushes
+//! the request the same way but does not wait. Note that std's
+//! `read_to_end`, `read_exact` and `write_all` retry on `Interrupted`; call
+//! [`File::read`] and [`File::write`] directly when an interrupt should end
+//! the loop.
+//!
+//! When the connection breaks (the server hangs up, or sends something
+//! that is not a 9P reply to an outstanding request), every outstanding
+//! request fails and so does every later one, with an
+//! [`ErrorKind::BrokenPipe`] error whose message starts with
+//! `connection closed`. An error the server sends (`Rerror`) comes back
+//! as an [`io::Error`] whose `to_string()` is exactly the server's error
+//! string.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::fcall::{
+    Dir, Fcall, IOHDRSZ, MAXWELEM, Msg, NOFID, NOTAG, OREAD, Qid, VERSION9P, decode_dirs,
+    read_frame,
+};
+use crate::channel::{Chan, RecvError};
+use crate::ioproc::dial::{self, Target};
+
+/// The message size offered in `Tversion`: as large as any server takes.
+const MSIZE_OFFER: u32 = 8 * 1024 * 1024 + IOHDRSZ;
+
+/// The fid attached to the server's root.
+const ROOT_FID: u32 = 0;
+
+/// Reply channels kept for reuse, all made outside any program.
+const POOL_MAX: usize = 256;
+
+/// Reply channels made at a time when the pool is empty.
+const POOL_BATCH: usize = 16;
+
+/// A connection to a 9P2000 file server: Plan 9's mount, for one program.
+///
+/// Cloning gives another handle to the same connection (`Send + Sync`);
+/// the connection closes when the last handle and the last [`File`] opened
+/// through it are gone. See the [module documentation](self) for how
+/// requests from many threads share it.
+///
+/// ```no_run
+/// use thread9::ninep::Client;
+///
+/// let fs = Client::mount("tcp!localhost!564")?;
+/// let d = fs.stat("lib/profile")?;
+/// println!("{} is {} bytes, msize {}", d.name, d.length, fs.msize());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    conn: Arc<Conn>,
+}
+
+/// An open file on a 9P server (a fid opened with `Topen`).
+///
+/// `Send + Sync`: threads may share it. Its offset is shared too, like a
+/// Unix open file description's: [`read`](File::read) and
+/// [`write`](File::write) start at the current offset and advance it by
+/// what they transferred, while [`pread`](File::pread) and
+/// [`pwrite`](File::pwrite) name their own offset and leave it alone. As
+/// in Plan 9, two reads that overlap in time may both start at the same
+/// offset; use `pread` with offsets of your own when that matters.
+///
+/// Dropping a `File` clunks it without waiting for the server's answer;
+/// [`clunk`](File::clunk) waits and reports the server's error.
+///
+/// ```no_run
+/// use std::io::{BufRead, BufReader};
+/// use thread9::ninep::Client;
+/// use thread9::srv::fcall::OREAD;
+///
+/// let fs = Client::mount("ramfile")?;
+/// for line in BufReader::new(fs.open("log", OREAD)?).lines() {
+///     println!("{}", line?);
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct File {
+    conn: Arc<Conn>,
+    /// [`NOFID`] once clunked.
+    fid: u32,
+    qid: Qid,
+    iounit: u32,
+    offset: AtomicU64,
+}
+
+/// What the handles share: the session and its fixed parameters.
+struct Conn {
+    shared: Arc<Shared>,
+    msize: u32,
+    root: Qid,
+}
+
+/// What the handles share with the reader and writer threads.
+struct Shared {
+    table: Mutex<Table>,
+    /// Encoded requests for the writer, in order. Unbounded so that
+    /// queueing never waits: each caller has at most a request and its
+    /// flush outstanding, so the queue stays short.
+    out: Chan<Vec<u8>>,
+    /// The largest message the reader accepts.
+    msize: AtomicU32,
+}
+
+/// Tags and fids in use, and whether the connection still works.
+struct Table {
+    slots: HashMap<u16, Slot>,
+    next_tag: u16,
+    next_fid: u32,
+    free_fids: Vec<u32>,
+    /// Why the connection is unusable, once it is.
+    dead: Option<String>,
+}
+
+/// What to do with the reply to a tag.
+enum Slot {
+    /// A caller waits for it on this channel (capacity 1, so the reader
+    /// never blocks).
+    Wait(Chan<Msg>),
+    /// Its caller gave up and sent a `Tflush`: the reply, if any, is
+    /// dropped, and the tag stays taken until the flush is answered, so
+    /// that the flush cannot hit a later request that reuses it.
+    Flushed,
+    /// A `Tflush` of tag `old`; its answer frees both tags and is passed
+    /// on to `done` if someone still waits for it.
+    Flush { old: u16, done: Option<Chan<Msg>> },
+    /// A request no one waits for (a clunk from `Drop`): the answer frees
+    /// the tag, and `fid` too.
+    Forget { fid: Option<u32> },
+}
+
+/// How [`Shared::abandon`] left a request.
+enum Abandon {
+    /// Its reply had already arrived (or the connection had died).
+    Answered,
+    /// A `Tflush` with this tag is on its way.
+    Flushing(u16),
+    /// No tag was free for a `Tflush`: the request's tag stays taken.
+    Leaked,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Nothing panics while holding the lock; tolerate it anyway.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The error for a request on a dead connection.
+    fn dead(&self) -> io::Error {
+        let why = self.lock().dead.clone();
+        io::Error::new(
+            ErrorKind::BrokenPipe,
+            why.unwrap_or_else(|| "connection closed".into()),
+        )
+    }
+
+    /// Marks the connection dead: fails every outstanding request and
+    /// stops the writer. The first reason given sticks.
+    fn fail(&self, why: String) {
+        let mut t = self.lock();
+        if t.dead.is_none() {
+            t.dead = Some(why);
+        }
+        for (_, slot) in t.slots.drain() {
+            match slot {
+                Slot::Wait(c) | Slot::Flush { done: Some(c), .. } => {
+                    c.close();
+                }
+                _ => {}
+            }
+        }
+        drop(t);
+        self.out.close();
+    }
+
+    fn alloc_fid(&self) -> u32 {
+        let mut t = self.lock();
+        if let Some(fid) = t.free_fids.pop() {
+            return fid;
+        }
+        let fid = t.next_fid;
+        // Four billion fids outstanding would exhaust memory first.
+        t.next_fid = match fid + 1 {
+            NOFID => ROOT_FID + 1,
+            n => n,
+        };
+        fid
+    }
+
+    fn free_fid(&self, fid: u32) {
+        self.lock().free_fids.push(fid);
+    }
+
+    /// Queues `msg` with a fresh tag (or `tag`, for `Tversion`) whose reply
+    /// is handled as `slot` says. Gives the tag.
+    fn start(&self, msg: &Msg, slot: Slot, tag: Option<u16>) -> io::Result<u16> {
+        let mut frame = Vec::new();
+        Fcall {
+            tag: 0,
+            msg: msg.clone(),
+        }
+        .try_encode(&mut frame)?;
+        let msize = self.msize.load(Ordering::Relaxed);
+        if frame.len() > msize as usize {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} of {} bytes exceeds the session's message size {msize}",
+                    msg.name(),
+                    frame.len()
+                ),
+            ));
+        }
+        let mut t = self.lock();
+        if let Some(why) = &t.dead {
+            return Err(io::Error::new(ErrorKind::BrokenPipe, why.clone()));
+        }
+        let tag = match tag {
+            Some(tag) => tag,
+            None => alloc_tag(&mut t).ok_or_else(|| {
+                io::Error::new(
+                    ErrorKind::ResourceBusy,
+                    "too many 9P requests outstanding on one connection",
+                )
+            })?,
+        };
+        t.slots.insert(tag, slot);
+        drop(t);
+        frame[5..7].copy_from_slice(&tag.to_le_bytes());
+        if self.out.nbsend(frame).is_err() {
+            // Only `fail` closes the queue while handles exist.
+            self.fail("connection closed".into());
+            return Err(self.dead());
+        }
+        Ok(tag)
+    }
+
+    /// Sends `msg` and waits for its reply, which may be `Rerror`.
+    fn rpc(&self, msg: Msg) -> io::Result<Msg> {
+        self.rpc_tagged(msg, None)
+    }
+
+    fn rpc_tagged(&self, msg: Msg, tag: Option<u16>) -> io::Result<Msg> {
+        let chan = pool_take()?;
+        let tag = self.start(&msg, Slot::Wait(chan.clone()), tag)?;
+        let mut waiting = Waiting {
+            shared: self,
+            tag,
+            armed: true,
+        };
+        let r = chan.recv();
+        waiting.armed = false;
+        match r {
+            Ok(reply) => {
+                pool_give(chan);
+                Ok(reply)
+            }
+            Err(RecvError::Closed) => Err(self.dead()),
+            Err(RecvError::Interrupted) => self.interrupted(tag, chan),
+        }
+    }
+
+    /// The caller waiting for `tag`'s reply on `chan` was interrupted:
+    /// flush the request and wait until the server confirms.
+    fn interrupted(&self, tag: u16, chan: Chan<Msg>) -> io::Result<Msg> {
+        let done = pool_take()?;
+        match self.abandon(tag, Some(done.clone())) {
+            // The reply beat the interrupt: the request is over, and its
+            // result is the caller's.
+            Abandon::Answered => match chan.nbrecv() {
+                Ok(reply) => {
+                    pool_give(chan);
+                    pool_give(done);
+                    Ok(reply)
+                }
+                Err(_) => Err(self.dead()),
+            },
+            Abandon::Leaked => Err(interrupted()),
+            Abandon::Flushing(ftag) => {
+                pool_give(chan);
+                let mut waiting = FlushWait {
+                    shared: self,
+                    ftag,
+                    armed: true,
+                };
+                match done.recv() {
+                    Ok(_) => {
+                        waiting.armed = false;
+                        pool_give(done);
+                    }
+                    Err(RecvError::Closed) => waiting.armed = false,
+                    // Interrupted again: `waiting` stops waiting for the
+                    // flush; the reader still frees the tags.
+                    Err(RecvError::Interrupted) => {}
+                }
+                Err(interrupted())
+            }
+        }
+    }
+
+    /// Gives up on the request `tag` if its reply has not come: sends a
+    /// `Tflush` whose answer goes to `done`. Never blocks.
+    fn abandon(&self, tag: u16, done: Option<Chan<Msg>>) -> Abandon {
+        let mut t = self.lock();
+        if !matches!(t.slots.get(&tag), Some(Slot::Wait(_))) {
+            return Abandon::Answered;
+        }
+        t.slots.insert(tag, Slot::Flushed);
+        let Some(ftag) = alloc_tag(&mut t) else {
+            return Abandon::Leaked;
+        };
+        t.slots.insert(ftag, Slot::Flush { old: tag, done });
+        drop(t);
+        let mut frame = Vec::new();
+        Fcall {
+            tag: ftag,
+            msg: Msg::Tflush { oldtag: tag },
+        }
+        .encode(&mut frame);
+        if self.out.nbsend(frame).is_err() {
+            self.fail("connection closed".into());
+        }
+        Abandon::Flushing(ftag)
+    }
+
+    /// Clunks `fid` without waiting; the fid is reused once the server has
+    /// answered.
+    fn forget(&self, fid: u32) {
+        let slot = Slot::Forget { fid: Some(fid) };
+        // On a dead connection every fid is gone anyway.
+        let _ = self.start(&Msg::Tclunk { fid }, slot, None);
+    }
+
+    /// Routes a reply from the server. An error ends the connection.
+    fn dispatch(&self, f: Fcall) -> Result<(), String> {
+        if f.msg.is_request() {
+            return Err(format!(
+                "connection closed: the server sent a request, {}",
+                f.msg.name()
+            ));
+        }
+        let mut t = self.lock();
+        match t.slots.remove(&f.tag) {
+            None => {
+                return Err(format!(
+                    "connection closed: the server sent {} with tag {}, which no request has",
+                    f.msg.name(),
+                    f.tag
+                ));
+            }
+            Some(Slot::Wait(c)) => {
+                // The slot's channel is empty with room for one: this
+                // cannot block, and cannot fail but for a closed channel,
+                // whose owner no longer wants the reply.
+                let _ = c.nbsend(f.msg);
+            }
+            Some(Slot::Flushed) => {
+                t.slots.insert(f.tag, Slot::Flushed);
+            }
+            Some(Slot::Flush { old, done }) => {
+                t.slots.remove(&old);
+                if let Some(c) = done {
+                    let _ = c.nbsend(f.msg);
+                }
+            }
+            Some(Slot::Forget { fid }) => {
+                if let Some(fid) = fid {
+                    t.free_fids.push(fid);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A free tag other than `NOTAG`, if any.
+fn alloc_tag(t: &mut Table) -> Option<u16> {
+    for _ in 0..NOTAG {
+        let tag = t.next_tag;
+        t.next_tag = if tag + 1 == NOTAG { 0 } else { tag + 1 };
+        if !t.slots.contains_key(&tag) {
+            return Some(tag);
+        }
+    }
+    None
+}
+
+fn interrupted() -> io::Error {
+    io::Error::new(ErrorKind::Interrupted, "interrupted")
+}
+
+/// Flushes a request whose waiter unwinds (a `threadkill`) before its
+/// reply came.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    tag: u16,
+    armed: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.abandon(self.tag, None);
+        }
+    }
+}
+
+/// Stops waiting for a flush's answer when its waiter gives up.
+struct FlushWait<'a> {
+    shared: &'a Shared,
+    ftag: u16,
+    armed: bool,
+}
+
+impl Drop for FlushWait<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Some(Slot::Flush { done, .. }) = self.shared.lock().slots.get_mut(&self.ftag) {
+                *done = None;
+            }
+        }
+    }
+}
+
+/// The server's error, or a complaint that `got` is not a `want`.
+fn unexpected(want: &str, got: Msg) -> io::Error {
+    match got {
+        Msg::Rerror { ename } => io::Error::other(ename),
+        other => io::Error::new(
+            ErrorKind::InvalidData,
+            format!("9P: expected {want}, got {}", other.name()),
+        ),
+    }
+}
+
+static POOL: Mutex<Vec<Chan<Msg>>> = Mutex::new(Vec::new());
+
+/// A reply channel made outside any program.
+///
+/// Deadlock detection counts a channel as one an outsider may act on only
+/// if it was made outside the program or an outsider has touched it, and
+/// the reader thread touches a reply channel only when the reply comes: a
+/// channel the waiting thread made itself could get its program reported
+/// as deadlocked while the server is still working.
+fn pool_take() -> io::Result<Chan<Msg>> {
+    if let Some(c) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        return Ok(c);
+    }
+    let mut fresh = outside_chans(POOL_BATCH)?;
+    let c = fresh.pop().expect("a batch is not empty");
+    POOL.lock().unwrap_or_else(|e| e.into_inner()).extend(fresh);
+    Ok(c)
+}
+
+/// Returns a reply channel no one else sends on any more.
+fn pool_give(c: Chan<Msg>) {
+    if c.is_empty() && !c.is_closed() {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(c);
+        }
+    }
+}
+
+/// `n` channels of capacity 1, made outside any program (see
+/// [`pool_take`]): by a helper OS thread when called in one.
+fn outside_chans<T: Send>(n: usize) -> io::Result<Vec<Chan<T>>> {
+    let make = || (0..n).map(|_| Chan::new(1)).collect();
+    if crate::thread::threads::current_program_id() == 0 {
+        return Ok(make());
+    }
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name("thread9 9p chans".into())
+            .spawn_scoped(s, make)?;
+        Ok(h.join().expect("making channels does not panic"))
+    })
+}
+
+/// Runs `f` on an OS thread of its own when called in a program, so that
+/// a slow connect blocks only the calling thread.
+fn off_proc<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    if crate::thread::threads::current_program_id() == 0 {
+        return f();
+    }
+    let c: Chan<io::Result<T>> = outside_chans(1)?.pop().expect("one channel");
+    let tx = c.clone();
+    std::thread::Builder::new()
+        .name("thread9 9p dial".into())
+        .spawn(move || {
+            // Closed afterwards so that a panic in `f` cannot leave the
+            // caller waiting.
+            let _ = tx.nbsend(f());
+            tx.close();
+        })?;
+    match c.recv() {
+        Ok(r) => r,
+        Err(RecvError::Interrupted) => Err(interrupted()),
+        Err(RecvError::Closed) => Err(io::Error::other("mount: the dialing thread failed")),
+    }
+}
+
+/// Connects to a posted name or a dial string.
+fn dial(addr: &str) -> io::Result<OwnedFd> {
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("mount {addr}: {e}"));
+    if !addr.contains('!') {
+        let path = super::namespace().join(addr);
+        return UnixStream::connect(&path).map(OwnedFd::from).map_err(|e| {
+            io::Error::new(e.kind(), format!("mount {addr} ({}): {e}", path.display()))
+        });
+    }
+    match dial::parse(addr)? {
+        Target::Unix(path) => UnixStream::connect(path)
+            .map(OwnedFd::from)
+            .map_err(context),
+        Target::Tcp(addrs) => {
+            let s = TcpStream::connect(&addrs[..]).map_err(context)?;
+            // Requests are small and each waits for its answer: do not let
+            // Nagle hold them back.
+            s.set_nodelay(true)?;
+            Ok(s.into())
+        }
+        Target::Udp(_) => Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("mount {addr}: 9P needs a stream; use tcp or unix"),
+        )),
+    }
+}
+
+/// Fails unless `fd` is a stream socket.
+fn check_stream_socket(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut ty: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is open for the call; `ty` and `len` are valid for
+    // writes, and `len` gives `ty`'s size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut ty).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 && ty == libc::SOCK_STREAM {
+        return Ok(());
+    }
+    let why = if r == 0 {
+        "not a stream socket".to_string()
+    } else {
+        io::Error::last_os_error().to_string()
+    };
+    Err(io::Error::new(
+        ErrorKind::InvalidInput,
+        format!("mount_fd: {why}"),
+    ))
+}
+
+/// Writes all of `buf` to socket `fd`.
+fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // MSG_NOSIGNAL: a hung-up server is an error here, not a SIGPIPE
+        // note for the whole program.
+        // SAFETY: `fd` is open for the call and `buf` is valid for reads
+        // of `buf.len()` bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// The writer thread: puts queued requests on the socket, then shuts it
+/// down, which also ends the reader.
+fn writer(shared: Arc<Shared>, sock: OwnedFd) {
+    while let Ok(frame) = shared.out.recv() {
+        if let Err(e) = send_all(sock.as_fd(), &frame) {
+            shared.fail(format!("connection closed: {e}"));
+            break;
+        }
+    }
+    // SAFETY: `sock` is open; shutdown takes no pointers.
+    unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+/// The reader thread: hands each reply to its request until the
+/// connection ends.
+fn reader(shared: Arc<Shared>, sock: OwnedFd) {
+    let mut sock = std::fs::File::from(sock);
+    let why = loop {
+        let max = shared.msize.load(Ordering::Relaxed);
+        match read_frame(&mut sock, max) {
+            Ok(Some(frame)) => match Fcall::decode(&frame) {
+                Ok(f) => {
+                    if let Err(why) = shared.dispatch(f) {
+                        break why;
+                    }
+                }
+                Err(e) => break format!("connection closed: bad message from the server: {e}"),
+            },
+            Ok(None) => break "connection closed".into(),
+            Err(e) => break format!("connection closed: {e}"),
+        }
+    };
+    shared.fail(why);
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The writer sends what is queued (clunks from dropped files),
+        // then shuts the socket down; the server clunks the rest.
+        self.shared.out.close();
+    }
+}
+
+impl Conn {
+    /// Walks from the root along `path` to a new fid.
+    fn walk(&self, path: &str) -> io::Result<u32> {
+        let names: Vec<&str> = path
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        let fid = self.shared.alloc_fid();
+        let mut from = ROOT_FID;
+        let mut done = 0;
+        loop {
+            let step = &names[done..names.len().min(done + MAXWELEM)];
+            let msg = Msg::Twalk {
+                fid: from,
+                newfid: fid,
+                wnames: step.iter().map(|s| s.to_string()).collect(),
+            };
+            let err = match self.shared.rpc(msg) {
+                Ok(Msg::Rwalk { wqids }) if wqids.len() == step.len() => {
+                    done += step.len();
+                    from = fid;
+                    if done == names.len() {
+                        return Ok(fid);
+                    }
+                    continue;
+                }
+                Ok(Msg::Rwalk { wqids }) if wqids.len() < step.len() => {
+                    let name = step[wqids.len()];
+                    WalkErr::Definite(io::Error::new(
+                        ErrorKind::NotFound,
+                        format!("'{name}' file does not exist"),
+                    ))
+                }
+                Ok(Msg::Rerror { ename }) => WalkErr::Definite(io::Error::other(ename)),
+                Ok(other) => WalkErr::Unsure(unexpected("Rwalk", other)),
+                Err(e) => WalkErr::Unsure(e),
+            };
+            // A walk that failed leaves newfid as it was: unused on the
+            // first step, at the last step's end on later ones. A walk
+            // whose answer we did not see (interrupted) may have made it.
+            match err {
+                WalkErr::Definite(e) if from != fid => {
+                    self.shared.free_fid(fid);
+                    return Err(e);
+                }
+                WalkErr::Definite(e) | WalkErr::Unsure(e) => {
+                    self.shared.forget(fid);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The most data one read or write of a file with `iounit` moves.
+    fn chunk(&self, iounit: u32) -> usize {
+        let max = self.msize - IOHDRSZ;
+        (if iounit == 0 || iounit > max {
+            max
+        } else {
+            iounit
+        }) as usize
+    }
+}
+
+/// How a walk failed.
+enum WalkErr {
+    /// The server answered: the new fid is as it was.
+    Definite(io::Error),
+    /// We do not know what the server did.
+    Unsure(io::Error),
+}
+
+impl Client {
+    /// Mounts the 9P2000 server at `addr`: a posted name (anything without
+    /// `!`, meaning the Unix socket of that name in
+    /// [`namespace()`](super::namespace)) or a dial string
+    /// (`unix!/path`, `tcp!host!port`, `net!host!port`; host and service
+    /// names are resolved). Connects, negotiates the message size and
+    /// attaches to the server's root as `$USER`.
+    ///
+    /// Called from a thread9 thread, the connect runs on a helper OS
+    /// thread, so only the calling thread waits for it (and
+    /// [`threadint`](crate::threadint) ends the wait with
+    /// [`ErrorKind::Interrupted`]).
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    ///
+    /// let posted = Client::mount("ramfile")?; // $NAMESPACE/ramfile
+    /// let other = Client::mount("unix!/tmp/ns.glenda.:0/factotum")?;
+    /// let remote = Client::mount("tcp!fs.example.com!9fs")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn mount(addr: &str) -> io::Result<Client> {
+        let a = addr.to_string();
+        let fd = off_proc(move || dial(&a))?;
+        Client::mount_fd(fd)
+    }
+
+    /// Mounts the 9P2000 server at the other end of `fd`, a connected
+    /// stream socket ([`UnixStream`], [`TcpStream`], or its descriptor):
+    /// negotiates the message size and attaches to the server's root as
+    /// `$USER`. The client owns the socket from here on.
+    ///
+    /// ```no_run
+    /// use std::os::unix::net::UnixStream;
+    /// use thread9::ninep::Client;
+    ///
+    /// let s = UnixStream::connect("/tmp/ns.glenda.:0/ramfile")?;
+    /// let fs = Client::mount_fd(s)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn mount_fd(fd: impl Into<OwnedFd>) -> io::Result<Client> {
+        let fd: OwnedFd = fd.into();
+        check_stream_socket(fd.as_fd())?;
+        let rd = fd.try_clone()?;
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Table {
+                slots: HashMap::new(),
+                next_tag: 0,
+                next_fid: ROOT_FID + 1,
+                free_fids: Vec::new(),
+                dead: None,
+            }),
+            out: Chan::new(usize::MAX),
+            msize: AtomicU32::new(MSIZE_OFFER),
+        });
+        // From here on, dropping `conn` stops the writer, which ends the
+        // reader: an error below leaves no threads behind.
+        let mut conn = Conn {
+            shared: shared.clone(),
+            msize: MSIZE_OFFER,
+            root: Qid::default(),
+        };
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("thread9 9p writer".into())
+            .spawn(move || writer(s, fd))?;
+        let s = shared.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("thread9 9p reader".into())
+            .spawn(move || reader(s, rd))
+        {
+            shared.fail("connection closed: no reader thread".into());
+            return Err(e);
+        }
+
+        let tversion = Msg::Tversion {
+            msize: MSIZE_OFFER,
+            version: VERSION9P.into(),
+        };
+        let msize = match shared.rpc_tagged(tversion, Some(NOTAG))? {
+            Msg::Rversion { msize, version } => {
+                if version != VERSION9P {
+                    return Err(io::Error::new(
+                        ErrorKind::Unsupported,
+                        format!("9P: the server speaks {version:?}, not {VERSION9P}"),
+                    ));
+                }
+                if msize > MSIZE_OFFER || msize <= IOHDRSZ {
+                    return Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        format!("9P: the server's msize {msize} is out of range"),
+                    ));
+                }
+                msize
+            }
+            other => return Err(unexpected("Rversion", other)),
+        };
+        shared.msize.store(msize, Ordering::Relaxed);
+        conn.msize = msize;
+
+        let tattach = Msg::Tattach {
+            fid: ROOT_FID,
+            afid: NOFID,
+            uname: super::ns::user(),
+            aname: String::new(),
+        };
+        conn.root = match shared.rpc(tattach)? {
+            Msg::Rattach { qid } => qid,
+            other => return Err(unexpected("Rattach", other)),
+        };
+        Ok(Client {
+            conn: Arc::new(conn),
+        })
+    }
+
+    /// The session's message size: the most bytes one 9P message may hold,
+    /// as the server agreed in `Rversion`. Reads and writes move at most
+    /// `msize - IOHDRSZ` bytes per message.
+    pub fn msize(&self) -> u32 {
+        self.conn.msize
+    }
+
+    /// The qid of the server's root, from `Rattach`.
+    pub fn root_qid(&self) -> Qid {
+        self.conn.root
+    }
+
+    /// Opens the file at `path` (from the server's root) with `mode`:
+    /// [`OREAD`], [`OWRITE`](super::fcall::OWRITE),
+    /// [`ORDWR`](super::fcall::ORDWR) or
+    /// [`OEXEC`](super::fcall::OEXEC), possibly with
+    /// [`OTRUNC`](super::fcall::OTRUNC) or
+    /// [`ORCLOSE`](super::fcall::ORCLOSE).
+    ///
+    /// A missing file fails with the server's error, or with
+    /// [`ErrorKind::NotFound`] `'<name>' file does not exist` when the
+    /// server stops the walk part way.
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    /// use thread9::srv::fcall::ORDWR;
+    ///
+    /// let fs = Client::mount("ramfile")?;
+    /// let f = fs.open("/data", ORDWR)?;
+    /// f.write(b"hello")?;
+    /// let mut buf = [0; 5];
+    /// assert_eq!(f.pread(&mut buf, 0)?, 5);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn open(&self, path: &str, mode: u8) -> io::Result<File> {
+        let fid = self.conn.walk(path)?;
+        match self.conn.shared.rpc(Msg::Topen { fid, mode }) {
+            Ok(Msg::Ropen { qid, iounit }) => Ok(File {
+                conn: self.conn.clone(),
+                fid,
+                qid,
+                iounit,
+                offset: AtomicU64::new(0),
+            }),
+            Ok(other) => {
+                self.conn.shared.forget(fid);
+                Err(unexpected("Ropen", other))
+            }
+            Err(e) => {
+                self.conn.shared.forget(fid);
+                Err(e)
+            }
+        }
+    }
+
+    /// The directory entry of the file at `path`, without opening it.
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    /// use thread9::srv::fcall::DMDIR;
+    ///
+    /// let fs = Client::mount("ramfile")?;
+    /// let d = fs.stat("/")?;
+    /// assert!(d.mode & DMDIR != 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stat(&self, path: &str) -> io::Result<Dir> {
+        let fid = self.conn.walk(path)?;
+        let r = self.conn.shared.rpc(Msg::Tstat { fid });
+        self.conn.shared.forget(fid);
+        match r? {
+            Msg::Rstat { stat } => Ok(stat),
+            other => Err(unexpected("Rstat", other)),
+        }
+    }
+
+    /// The entries of the directory at `path`: opens it, reads it to the
+    /// end and clunks it.
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    ///
+    /// let fs = Client::mount("ramfile")?;
+    /// for d in fs.read_dir("/")? {
+    ///     println!("{d}");
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read_dir(&self, path: &str) -> io::Result<Vec<Dir>> {
+        let f = self.open(path, OREAD)?;
+        let dirs = f.read_dir()?;
+        f.clunk()?;
+        Ok(dirs)
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("msize", &self.conn.msize)
+            .field("root", &self.conn.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl File {
+    /// Reads at the file's offset into `buf` and advances the offset by
+    /// what came: one `Tread` of at most `buf.len()` bytes, and at most
+    /// [`iounit`](File::iounit) (or `msize - IOHDRSZ`). Returns the number
+    /// of bytes read; 0 means end of file (or an empty `buf`, which sends
+    /// nothing). A short read is not an error: a server answers with what
+    /// it has.
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    /// use thread9::srv::fcall::OREAD;
+    ///
+    /// let f = Client::mount("ramfile")?.open("data", OREAD)?;
+    /// let mut buf = [0; 100];
+    /// let n = f.read(&mut buf)?;
+    /// assert_eq!(f.offset(), n as u64);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.pread(buf, self.offset.load(Ordering::Relaxed))?;
+        self.offset.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Reads at `offset` into `buf`, as [`read`](File::read) does but
+    /// leaving the file's offset alone.
+    pub fn pread(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let data = self.read_at(buf.len(), offset)?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
+    /// One `Tread` of at most `count` bytes (cut to the chunk size).
+    fn read_at(&self, count: usize, offset: u64) -> io::Result<Vec<u8>> {
+        let count = count.min(self.conn.chunk(self.iounit)) as u32;
+        let msg = Msg::Tread {
+            fid: self.fid,
+            offset,
+            count,
+        };
+        match self.conn.shared.rpc(msg)? {
+            Msg::Rread { data } if data.len() <= count as usize => Ok(data),
+            Msg::Rread { data } => Err(io::Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "9P: the server sent {} bytes for a read of {count}",
+                    data.len()
+                ),
+            )),
+            other => Err(unexpected("Rread", other)),
+        }
+    }
+
+    /// Writes all of `buf` at the file's offset, in messages of at most
+    /// [`iounit`](File::iounit) (or `msize - IOHDRSZ`) bytes, advancing
+    /// the offset after each. Returns the bytes written: less than
+    /// `buf.len()` only if the server wrote less than it was sent, or if a
+    /// later message failed after some data was written. An empty `buf`
+    /// sends one empty `Twrite` (a message in itself to some servers, such
+    /// as file2chan's).
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    /// use thread9::srv::fcall::OWRITE;
+    ///
+    /// let f = Client::mount("ramfile")?.open("data", OWRITE)?;
+    /// assert_eq!(f.write(b"hello, ")?, 7);
+    /// assert_eq!(f.write(b"world")?, 5); // after the first
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_from(buf, None)
+    }
+
+    /// Writes all of `buf` at `offset`, as [`write`](File::write) does but
+    /// leaving the file's offset alone.
+    pub fn pwrite(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.write_from(buf, Some(offset))
+    }
+
+    fn write_from(&self, buf: &[u8], mut at: Option<u64>) -> io::Result<usize> {
+        let chunk = self.conn.chunk(self.iounit);
+        let mut done = 0;
+        loop {
+            let part = &buf[done..buf.len().min(done + chunk)];
+            let offset = at.unwrap_or_else(|| self.offset.load(Ordering::Relaxed));
+            let msg = Msg::Twrite {
+                fid: self.fid,
+                offset,
+                data: part.to_vec(),
+            };
+            let n = match self.conn.shared.rpc(msg) {
+                Ok(Msg::Rwrite { count }) if count as usize <= part.len() => count as usize,
+                Ok(Msg::Rwrite { count }) => {
+                    return Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        format!("9P: the server wrote {count} bytes of {}", part.len()),
+                    ));
+                }
+                Ok(other) if done == 0 => return Err(unexpected("Rwrite", other)),
+                Err(e) if done == 0 => return Err(e),
+                // The data written so far counts; the error will recur.
+                _ => return Ok(done),
+            };
+            match &mut at {
+                Some(at) => *at += n as u64,
+                None => {
+                    self.offset.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+            done += n;
+            if n < part.len() || done == buf.len() {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// The file's directory entry (`Tstat`).
+    pub fn stat(&self) -> io::Result<Dir> {
+        match self.conn.shared.rpc(Msg::Tstat { fid: self.fid })? {
+            Msg::Rstat { stat } => Ok(stat),
+            other => Err(unexpected("Rstat", other)),
+        }
+    }
+
+    /// The entries of this directory from the file's offset to the end
+    /// (all of them, on a fresh `File`), read in as few messages as the
+    /// server allows. The offset ends at the end of the directory.
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    /// use thread9::srv::fcall::OREAD;
+    ///
+    /// let dir = Client::mount("ramfile")?.open("/", OREAD)?;
+    /// let names: Vec<String> = dir.read_dir()?.into_iter().map(|d| d.name).collect();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read_dir(&self) -> io::Result<Vec<Dir>> {
+        let mut dirs = Vec::new();
+        let chunk = self.conn.chunk(self.iounit);
+        loop {
+            let offset = self.offset.load(Ordering::Relaxed);
+            let data = self.read_at(chunk, offset)?;
+            if data.is_empty() {
+                return Ok(dirs);
+            }
+            dirs.extend(decode_dirs(&data)?);
+            self.offset.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// The file's qid, from `Ropen`.
+    pub fn qid(&self) -> Qid {
+        self.qid
+    }
+
+    /// The server's `iounit` for this file, from `Ropen`: the most bytes
+    /// one read or write moves atomically, or 0 for "no promise" (then
+    /// `msize - IOHDRSZ` is used).
+    pub fn iounit(&self) -> u32 {
+        self.iounit
+    }
+
+    /// The file's offset: where the next [`read`](File::read) or
+    /// [`write`](File::write) starts.
+    pub fn offset(&self) -> u64 {
+        self.offset.load(Ordering::Relaxed)
+    }
+
+    /// Moves the file's offset (Plan 9's `seek` from the start). On a
+    /// directory, only 0 (back to the start) is meaningful to 9P.
+    pub fn set_offset(&self, offset: u64) {
+        self.offset.store(offset, Ordering::Relaxed);
+    }
+
+    /// Clunks the file, waiting for the server's answer, and reports the
+    /// server's error if it has one (the fid is gone either way).
+    ///
+    /// ```no_run
+    /// use thread9::ninep::Client;
+    /// use thread9::srv::fcall::OWRITE;
+    ///
+    /// let f = Client::mount("ramfile")?.open("ctl", OWRITE)?;
+    /// f.write(b"halt")?;
+    /// f.clunk()?; // the server has seen the close
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn clunk(mut self) -> io::Result<()> {
+        let fid = std::mem::replace(&mut self.fid, NOFID);
+        match self.conn.shared.rpc(Msg::Tclunk { fid }) {
+            Ok(Msg::Rclunk) => {
+                self.conn.shared.free_fid(fid);
+                Ok(())
+            }
+            Ok(Msg::Rerror { ename }) => {
+                // A clunk that fails still clunks.
+                self.conn.shared.free_fid(fid);
+                Err(io::Error::other(ename))
+            }
+            Ok(other) => {
+                self.conn.shared.forget(fid);
+                Err(unexpected("Rclunk", other))
+            }
+            Err(e) => {
+                // Interrupted, perhaps after the server clunked it: clunk
+                // again, and reuse the fid once that is answered.
+                self.conn.shared.forget(fid);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        if self.fid != NOFID {
+            self.conn.shared.forget(self.fid);
+        }
+    }
+}
+
+impl fmt::Debug for File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("File")
+            .field("fid", &self.fid)
+            .field("qid", &self.qid)
+            .field("iounit", &self.iounit)
+            .field("offset", &self.offset())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Read for &File {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        File::read(self, buf)
+    }
+}
+
+impl Read for File {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        File::read(self, buf)
+    }
+}
+
+impl Write for &File {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        File::write(self, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for File {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        File::write(self, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table {
+            slots: HashMap::new(),
+            next_tag: 0,
+            next_fid: 1,
+            free_fids: Vec::new(),
+            dead: None,
+        }
+    }
+
+    #[test]
+    fn tags_skip_notag_and_those_in_use() {
+        let mut t = table();
+        t.slots.insert(0, Slot::Flushed);
+        t.slots.insert(2, Slot::Flushed);
+        assert_eq!(alloc_tag(&mut t), Some(1));
+        assert_eq!(alloc_tag(&mut t), Some(3));
+        t.next_tag = NOTAG - 1;
+        assert_eq!(alloc_tag(&mut t), Some(NOTAG - 1));
+        assert_eq!(alloc_tag(&mut t), Some(1), "wraps past NOTAG, skips 0");
+        for tag in 0..NOTAG {
+            t.slots.insert(tag, Slot::Flushed);
+        }
+        assert_eq!(alloc_tag(&mut t), None);
+    }
+
+    #[test]
+    fn errors_read_as_the_server_wrote_them() {
+        let e = unexpected(
+            "Rread",
+            Msg::Rerror {
+                ename: "permission denied".into(),
+            },
+        );
+        assert_eq!(e.to_string(), "permission denied");
+        assert_eq!(e.kind(), ErrorKind::Other);
+        let e = unexpected("Rread", Msg::Rclunk);
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+        assert_eq!(e.to_string(), "9P: expected Rread, got Rclunk");
+    }
+
+    #[test]
+    fn mount_fd_wants_a_stream_socket() {
+        let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let e = Client::mount_fd(a).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(e.to_string(), "mount_fd: not a stream socket");
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let e = Client::mount_fd(f).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn udp_is_no_transport() {
+        let e = Client::mount("udp!127.0.0.1!564").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("9P needs a stream"), "{e}");
+    }
+
+    #[test]
+    fn pool_channels_come_from_outside_and_go_back_clean() {
+        let c = pool_take().unwrap();
+        c.nbsend(Msg::Rclunk).unwrap();
+        pool_give(c.clone()); // not empty: not kept
+        let kept = POOL.lock().unwrap().iter().any(|p| p.same(&c));
+        assert!(!kept);
+        crate::run(|| {
+            let c = pool_take().unwrap();
+            assert!(c.is_empty());
+        })
+        .unwrap();
+    }
+}

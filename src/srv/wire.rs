@@ -1,0 +1,314 @@
+//! A connection's byte stream: frames in through an ioproc, replies out
+//! without ever blocking the connection's proc.
+//!
+//! Input: [`Input`] reads as much as the socket has into one buffer and
+//! cuts whole messages out of it, so a client that sends many requests at
+//! once costs one ioproc call, not one per message.
+//!
+//! Output: [`Out::send`] first tries to write the reply at once with a
+//! non-blocking `sendmsg` (one system call, no hand-off: the common case).
+//! What the socket will not take now is queued for the writer thread, which
+//! finishes it with its own ioproc; while anything is queued, later replies
+//! queue behind it, so replies never interleave on the wire.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use super::fcall::{Fcall, FcallError, Msg, RREAD, frame_size};
+use crate::channel::Chan;
+use crate::ioproc::Ioproc;
+
+/// The read buffer: large enough for many small messages per call.
+const INPUT_BUFFER: usize = 64 * 1024;
+
+/// Incoming bytes not yet cut into messages.
+pub(crate) struct Input {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Input {
+    pub(crate) fn new() -> Input {
+        Input {
+            buf: vec![0; INPUT_BUFFER],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The next whole message, at most `max` bytes; `None` at a clean end
+    /// of stream. An error leaves the stream out of step: close it.
+    pub(crate) fn next(
+        &mut self,
+        io: &Ioproc,
+        fd: &OwnedFd,
+        max: u32,
+    ) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            let have = self.end - self.start;
+            if have >= 4 {
+                let header: [u8; 4] = self.buf[self.start..self.start + 4].try_into().unwrap();
+                let size = frame_size(header, max)? as usize;
+                if have >= size {
+                    let frame = self.buf[self.start..self.start + size].to_vec();
+                    self.start += size;
+                    return Ok(Some(frame));
+                }
+                if size > self.buf.len() {
+                    return self.big(io, fd, size).map(Some);
+                }
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = io.read(fd, &mut self.buf[self.end..])?;
+            if n == 0 {
+                if self.end == 0 {
+                    return Ok(None);
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "end of stream inside a message ({} bytes of it read)",
+                        self.end
+                    ),
+                ));
+            }
+            self.end += n;
+        }
+    }
+
+    /// A message bigger than the buffer: read the rest of it straight into
+    /// its own allocation (already checked against the msize).
+    fn big(&mut self, io: &Ioproc, fd: &OwnedFd, size: usize) -> io::Result<Vec<u8>> {
+        let have = self.end - self.start;
+        let mut frame = vec![0; size];
+        frame[..have].copy_from_slice(&self.buf[self.start..self.end]);
+        self.start = 0;
+        self.end = 0;
+        let n = io.readn(fd, &mut frame[have..])?;
+        if have + n < size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "end of stream inside a message ({} of {size} bytes read)",
+                    have + n
+                ),
+            ));
+        }
+        Ok(frame)
+    }
+}
+
+/// An encoded reply, written as `head` then `body` (an Rread's data goes
+/// out from its own buffer, uncopied).
+struct Frame {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    /// Bytes already written.
+    done: usize,
+}
+
+impl Frame {
+    fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+}
+
+/// Encodes `fc`; an Rread as its 11-byte header and the data apart.
+fn encode(fc: Fcall) -> Result<Frame, FcallError> {
+    match fc.msg {
+        Msg::Rread { data } => {
+            let count = u32::try_from(data.len()).map_err(|_| FcallError::TooLong {
+                msg: "Rread",
+                field: "data",
+                len: data.len(),
+                max: u32::MAX as usize,
+            })?;
+            let mut head = Vec::with_capacity(11);
+            head.extend_from_slice(&(11 + count).to_le_bytes());
+            head.push(RREAD);
+            head.extend_from_slice(&fc.tag.to_le_bytes());
+            head.extend_from_slice(&count.to_le_bytes());
+            Ok(Frame {
+                head,
+                body: data,
+                done: 0,
+            })
+        }
+        msg => {
+            let mut head = Vec::new();
+            Fcall { tag: fc.tag, msg }.try_encode(&mut head)?;
+            Ok(Frame {
+                head,
+                body: Vec::new(),
+                done: 0,
+            })
+        }
+    }
+}
+
+/// The reply side of a connection. Used only by the threads of the
+/// connection's proc, which never run at the same time: hence `Cell`s.
+pub(crate) struct Out {
+    fd: Arc<OwnedFd>,
+    queue: RefCell<VecDeque<Frame>>,
+    /// The writer is writing a frame it has taken off the queue.
+    busy: Cell<bool>,
+    /// Wakes the writer (capacity 1: one pending kick is enough).
+    kick: Chan<()>,
+    broken: Cell<bool>,
+}
+
+impl Out {
+    pub(crate) fn new(fd: Arc<OwnedFd>) -> Out {
+        let kick = Chan::new(1);
+        kick.set_name("9P replies");
+        Out {
+            fd,
+            queue: RefCell::new(VecDeque::new()),
+            busy: Cell::new(false),
+            kick,
+            broken: Cell::new(false),
+        }
+    }
+
+    /// Sends a reply, never blocking. After the connection breaks, replies
+    /// are dropped: no one is left to read them.
+    pub(crate) fn send(&self, fc: Fcall) {
+        if self.broken.get() {
+            return;
+        }
+        let tag = fc.tag;
+        let mut f = match encode(fc) {
+            Ok(f) => f,
+            // Only a server's error string longer than 64 KiB gets here:
+            // the client still gets an answer.
+            Err(e) => encode(Fcall {
+                tag,
+                msg: Msg::Rerror {
+                    ename: format!("reply cannot be sent: {e}"),
+                },
+            })
+            .expect("a short Rerror encodes"),
+        };
+        if !self.busy.get() && self.queue.borrow().is_empty() {
+            match send_now(&self.fd, &f) {
+                Ok(n) if n == f.len() => return,
+                Ok(n) => f.done = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return self.fail(),
+            }
+            self.queue.borrow_mut().push_back(f);
+            let _ = self.kick.nbsend(());
+        } else {
+            self.queue.borrow_mut().push_back(f);
+            if !self.busy.get() {
+                let _ = self.kick.nbsend(());
+            }
+        }
+    }
+
+    /// The writer thread: finishes queued frames with blocking writes in
+    /// its own ioproc, until [`Out::close`].
+    pub(crate) fn writer(&self, io: &Ioproc) {
+        while self.kick.recv().is_ok() {
+            loop {
+                let Some(f) = self.queue.borrow_mut().pop_front() else {
+                    break;
+                };
+                self.busy.set(true);
+                let r = write_rest(io, &self.fd, &f);
+                self.busy.set(false);
+                if r.is_err() {
+                    self.fail();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer cannot take replies any more: drop them, and shut the
+    /// socket down so that the reader sees the end too.
+    fn fail(&self) {
+        self.broken.set(true);
+        self.queue.borrow_mut().clear();
+        shutdown(&self.fd);
+    }
+
+    /// Ends the writer once it has written what is queued.
+    pub(crate) fn close(&self) {
+        self.kick.close();
+    }
+}
+
+/// One non-blocking `sendmsg` of what is left of `f`.
+fn send_now(fd: &OwnedFd, f: &Frame) -> io::Result<usize> {
+    let (head, body) = rest(f);
+    let mut iov = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut libc::c_void,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
+    ];
+    // SAFETY: zeroed is a valid msghdr (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = if body.is_empty() { 1 } else { 2 };
+    loop {
+        // SAFETY: the iovecs point into `f`'s live buffers, which sendmsg
+        // only reads; MSG_DONTWAIT keeps it from blocking the proc and
+        // MSG_NOSIGNAL from raising SIGPIPE on a closed peer.
+        let r = unsafe {
+            libc::sendmsg(
+                fd.as_raw_fd(),
+                &msg,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if r >= 0 {
+            return Ok(r as usize + f.done);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The unwritten parts of `f`'s head and body.
+fn rest(f: &Frame) -> (&[u8], &[u8]) {
+    if f.done < f.head.len() {
+        (&f.head[f.done..], &f.body)
+    } else {
+        (&[], &f.body[f.done - f.head.len()..])
+    }
+}
+
+fn write_rest(io: &Ioproc, fd: &OwnedFd, f: &Frame) -> io::Result<()> {
+    let (head, body) = rest(f);
+    for part in [head, body] {
+        if !part.is_empty() && io.write(fd, part)? < part.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+        }
+    }
+    Ok(())
+}
+
+/// Shuts both directions of a socket: a reader blocked on it sees the end
+/// of the stream, a writer an error, and the peer the connection's end.
+pub(crate) fn shutdown(fd: &OwnedFd) {
+    // SAFETY: shutdown on a descriptor we hold open; errors (not a socket,
+    // already shut) leave nothing to undo.
+    unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+}
