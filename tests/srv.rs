@@ -1702,3 +1702,291 @@ fn announce_on_every_interface() {
         }
     );
 }
+
+// Through thread9's own client, thread9::ninep.
+
+use thread9::ninep::Client;
+
+fn mount(f: &Fixture) -> Client {
+    Client::mount(&format!("unix!{}", f.sock.display())).unwrap()
+}
+
+/// Serves `f` from an OS thread as an in-memory file (reads honour the
+/// offset, writes land at theirs), until the FileIO's channels close.
+fn ram(f: FileIO) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut data = Vec::new();
+        loop {
+            thread9::alt! {
+                recv(f.read) -> r => match r {
+                    Ok((off, count, _, Some(rc))) => {
+                        let s = (off as usize).min(data.len());
+                        let e = (s + count).min(data.len());
+                        let _ = rc.send(Ok(data[s..e].to_vec()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                },
+                recv(f.write) -> w => match w {
+                    Ok((off, d, _, Some(wc))) => {
+                        let off = off as usize;
+                        if data.len() < off + d.len() {
+                            data.resize(off + d.len(), 0);
+                        }
+                        data[off..off + d.len()].copy_from_slice(&d);
+                        let _ = wc.send(Ok(d.len()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                },
+            }
+        }
+    })
+}
+
+#[test]
+fn client_reads_writes_and_lists() {
+    use std::io::{Read, Write as _};
+    let f = fixture();
+    let _ram = ram(f.srv.file2chan("ram").unwrap());
+    let _other = f.srv.file2chan("other").unwrap();
+    let c = mount(&f);
+    assert_eq!(c.msize(), 4 << 20);
+    let file = c.open("ram", ORDWR).unwrap();
+    assert_eq!(file.iounit(), (4 << 20) - 24);
+    (&file).write_all(b"hello, world").unwrap();
+    let mut buf = [0u8; 5];
+    assert_eq!(file.pread(&mut buf, 7).unwrap(), 5);
+    assert_eq!(&buf, b"world");
+    file.set_offset(0);
+    let mut all = String::new();
+    (&file).read_to_string(&mut all).unwrap();
+    assert_eq!(all, "hello, world");
+    let names: Vec<String> = c
+        .read_dir("/")
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["ram", "other"]);
+    let st = c.stat("ram").unwrap();
+    assert_eq!((st.mode, st.qid.typ, st.uid), (0o660, QTFILE, c_user()));
+    assert_eq!(c.stat("/").unwrap().mode, DMDIR | 0o770);
+    assert_eq!(
+        c.open("nope", OREAD).unwrap_err().to_string(),
+        "file does not exist"
+    );
+    let ro = c.open("ram", OREAD).unwrap();
+    assert_eq!(
+        ro.write(b"x").unwrap_err().to_string(),
+        "file not open for writing"
+    );
+    assert_eq!(
+        c.open("/", OWRITE).unwrap_err().to_string(),
+        "is a directory"
+    );
+    file.clunk().unwrap();
+}
+
+#[test]
+fn client_streams_large_reads_intact() {
+    // Reads as large as the msize allows go out partly by the writer's
+    // ioproc; every byte must arrive, in order.
+    let f = fixture();
+    let file = f.srv.file2chan("big").unwrap();
+    const TOTAL: u64 = 24 << 20;
+    let server = std::thread::spawn(move || {
+        // Until the client closes the file.
+        while let Ok((off, count, _, Some(rc))) = file.read.recv() {
+            let end = (off + count as u64).min(TOTAL);
+            let data: Vec<u8> = (off..end).map(|i| (i % 251) as u8).collect();
+            let _ = rc.send(Ok(data));
+        }
+    });
+    let c = mount(&f);
+    let big = c.open("big", OREAD).unwrap();
+    let mut buf = vec![0u8; c.msize() as usize];
+    let mut off = 0u64;
+    loop {
+        let n = big.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert_eq!(n, ((4 << 20) - 24).min((TOTAL - off) as usize));
+        for (k, b) in buf[..n].iter().enumerate() {
+            assert_eq!(
+                *b,
+                ((off + k as u64) % 251) as u8,
+                "byte {}",
+                off + k as u64
+            );
+        }
+        off += n as u64;
+    }
+    assert_eq!(off, TOTAL);
+    drop(big);
+    drop(f);
+    server.join().unwrap();
+}
+
+#[test]
+fn client_threads_share_a_connection() {
+    // Twenty thread9 threads of one proc, each with a read held by the
+    // server; answered in reverse, each gets its own reply.
+    let f = fixture();
+    let file = f.srv.file2chan("f").unwrap();
+    let c = mount(&f);
+    let server = std::thread::spawn(move || {
+        let mut held: Vec<(u64, thread9::Rread)> = (0..20)
+            .map(|_| {
+                let (o, _, _, rc) = next_read(&file);
+                (o, rc)
+            })
+            .collect();
+        held.sort_by_key(|h| std::cmp::Reverse(h.0));
+        for (o, rc) in held {
+            rc.send(Ok(o.to_string().into_bytes())).unwrap();
+        }
+        file
+    });
+    thread9::run(move || {
+        let file = c.open("f", OREAD).unwrap();
+        let file = std::rc::Rc::new(file);
+        let results: Chan<(u64, String)> = Chan::new(20);
+        for i in 0..20u64 {
+            let (f, r) = (file.clone(), results.clone());
+            thread9::threadcreate(
+                move || {
+                    let mut b = [0u8; 8];
+                    let n = f.pread(&mut b, i).unwrap();
+                    r.send((i, String::from_utf8_lossy(&b[..n]).into_owned()))
+                        .unwrap();
+                },
+                0,
+            );
+        }
+        for _ in 0..20 {
+            let (i, s) = results.recv().unwrap();
+            assert_eq!(s, i.to_string());
+        }
+    })
+    .unwrap();
+    drop(server.join().unwrap());
+}
+
+#[test]
+fn interrupted_client_read_is_flushed() {
+    let f = fixture();
+    let file = f.srv.file2chan("f").unwrap();
+    let c = mount(&f);
+    let held: Chan<()> = Chan::new(1);
+    let tx = held.clone();
+    let server = std::thread::spawn(move || {
+        let (_, _, _, rc) = next_read(&file);
+        tx.send(()).unwrap();
+        // Answered only after the flush; the reply is dropped quietly.
+        let (off, _, _, rc2) = next_read(&file);
+        rc.send(Ok(b"too late".to_vec())).unwrap();
+        rc2.send(Ok(format!("second {off}").into_bytes())).unwrap();
+        file
+    });
+    thread9::run(move || {
+        let file = std::rc::Rc::new(c.open("f", OREAD).unwrap());
+        let f2 = file.clone();
+        let out: Chan<std::io::ErrorKind> = Chan::new(1);
+        let o = out.clone();
+        let reader = thread9::threadcreate(
+            move || {
+                let mut b = [0u8; 16];
+                o.send(f2.pread(&mut b, 0).unwrap_err().kind()).unwrap();
+            },
+            0,
+        );
+        // Wait until the server holds the read.
+        held.recv().unwrap();
+        thread9::threadint(reader);
+        assert_eq!(out.recv().unwrap(), std::io::ErrorKind::Interrupted);
+        // The connection goes on, and the next read gets its own reply.
+        let mut b = [0u8; 16];
+        let n = file.pread(&mut b, 9).unwrap();
+        assert_eq!(&b[..n], b"second 9");
+    })
+    .unwrap();
+    drop(server.join().unwrap());
+}
+
+#[test]
+fn a_thread_waiting_on_a_slow_server_is_not_deadlocked() {
+    // The only thread of the program waits for a reply that comes 300 ms
+    // later: the program must not be declared deadlocked meanwhile.
+    let f = fixture();
+    let file = f.srv.file2chan("slow").unwrap();
+    let server = std::thread::spawn(move || {
+        let (_, _, _, rc) = next_read(&file);
+        std::thread::sleep(Duration::from_millis(300));
+        rc.send(Ok(b"worth the wait".to_vec())).unwrap();
+        file
+    });
+    let c = mount(&f);
+    thread9::run(move || {
+        let mut b = [0u8; 32];
+        let n = c.open("slow", OREAD).unwrap().read(&mut b).unwrap();
+        assert_eq!(&b[..n], b"worth the wait");
+    })
+    .expect("no deadlock");
+    drop(server.join().unwrap());
+}
+
+#[test]
+fn dropping_the_srv_ends_its_procs() {
+    // In a program, the server's procs are the program's: `run` returns
+    // only once they have all ended, so it returning proves they did.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = thread9::run(|| {
+            let tmp = Tmp::new();
+            let srv = Srv::new();
+            let file = srv.file2chan("f").unwrap();
+            srv.announce(&format!("unix!{}", tmp.0.join("s").display()))
+                .unwrap();
+            srv.announce("tcp!127.0.0.1!0").unwrap();
+            // A client connected, with a file open and a read held.
+            let mut c = Raw::connect_path(&tmp.0.join("s"));
+            c.send(
+                NOTAG,
+                Msg::Tversion {
+                    msize: MSIZE,
+                    version: "9P2000".into(),
+                },
+            );
+            c.recv();
+            c.send(1, attach(0));
+            c.recv();
+            c.walk(0, 1, &["f"]);
+            c.rpc(
+                3,
+                Msg::Topen {
+                    fid: 1,
+                    mode: OREAD,
+                },
+            );
+            c.send(
+                4,
+                Msg::Tread {
+                    fid: 1,
+                    offset: 0,
+                    count: 1,
+                },
+            );
+            let (_, _, fid, _rc) = next_read(&file);
+            drop(srv);
+            assert!(c.closed());
+            expect_close(&file, fid);
+        });
+        tx.send(r).unwrap();
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the program ends once its Srv is dropped");
+    assert_eq!(r, Ok(()));
+}

@@ -292,9 +292,21 @@ impl<T> Chan<T> {
     /// `chancreate`); 0 makes it unbuffered, so that each send waits for a
     /// receive and vice versa.
     pub fn new(nel: usize) -> Chan<T> {
+        Chan::with_header(nel, Header::new())
+    }
+
+    /// A channel that an OS thread outside the program will use (the 9P
+    /// client's reader thread, say): deadlock detection then knows that a
+    /// thread blocked on it may yet be woken, even before that thread has
+    /// touched it.
+    pub(crate) fn new_external(nel: usize) -> Chan<T> {
+        Chan::with_header(nel, Header::new_external())
+    }
+
+    fn with_header(nel: usize, hdr: Header) -> Chan<T> {
         Chan {
             inner: Arc::new(Inner {
-                hdr: Header::new(),
+                hdr,
                 cap: nel,
                 st: UnsafeCell::new(State {
                     buf: VecDeque::new(),

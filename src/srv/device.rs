@@ -72,7 +72,9 @@ impl Shared {
 struct Listening {
     /// Where clients reach it, as a dial string.
     addr: String,
-    fd: Arc<OwnedFd>,
+    /// The listener's ioproc, once it has one: stopping interrupts its
+    /// accept.
+    io: Arc<Mutex<Option<Ioproc>>>,
     /// A posted socket's file, removed when serving stops if it is still
     /// ours (same device and inode).
     file: Option<(PathBuf, u64, u64)>,
@@ -87,8 +89,12 @@ impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.stop();
         for l in lock(&self.listening).drain(..) {
-            // Wakes the listener's accept, which then fails and ends it.
-            shutdown(&l.fd);
+            // Ends the listener's accept; a listener that has not got that
+            // far sees `stopped` (set above) once it has put its ioproc
+            // where this looks.
+            if let Some(io) = lock(&l.io).take() {
+                io.interrupt();
+            }
             if let Some((path, dev, ino)) = l.file {
                 if std::fs::symlink_metadata(&path).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
                 {
@@ -276,11 +282,11 @@ impl Srv {
         file: Option<(PathBuf, u64, u64)>,
     ) -> io::Result<()> {
         set_nonblocking(&fd)?;
-        let fd = Arc::new(fd);
         let shared = self.h.shared.clone();
-        let (lfd, laddr) = (fd.clone(), addr.clone());
-        lock(&self.h.listening).push(Listening { addr, fd, file });
-        spawn(move || listen(shared, lfd, laddr));
+        let io = Arc::new(Mutex::new(None));
+        let (lio, laddr) = (io.clone(), addr.clone());
+        lock(&self.h.listening).push(Listening { addr, io, file });
+        spawn(move || listen(shared, fd, laddr, lio));
         Ok(())
     }
 }
@@ -357,10 +363,11 @@ fn spawn(f: impl FnOnce() + Send + 'static) {
 }
 
 /// A listener proc: accepts connections and gives each a proc.
-fn listen(shared: Arc<Shared>, fd: Arc<OwnedFd>, addr: String) {
+fn listen(shared: Arc<Shared>, fd: OwnedFd, addr: String, slot: Arc<Mutex<Option<Ioproc>>>) {
     threadsetname(&format!("9p listen {addr}"));
     threadsetgrp(SRV_GROUP);
     let io = Ioproc::new();
+    *lock(&slot) = Some(io.clone());
     let mut n = 0u64;
     while !shared.stopped.load(Ordering::SeqCst) {
         match io.accept(fd.as_fd()) {
@@ -379,7 +386,9 @@ fn listen(shared: Arc<Shared>, fd: Arc<OwnedFd>, addr: String) {
             {
                 let _ = io.sleep(50);
             }
-            // Shut down (the Srv was dropped), or broken: done.
+            // Interrupted because the Srv was dropped (the loop's test
+            // ends it), or broken: then there is nothing to do but stop.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }

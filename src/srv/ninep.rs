@@ -102,12 +102,6 @@ const MSIZE_OFFER: u32 = 8 * 1024 * 1024 + IOHDRSZ;
 /// The fid attached to the server's root.
 const ROOT_FID: u32 = 0;
 
-/// Reply channels kept for reuse, all made outside any program.
-const POOL_MAX: usize = 256;
-
-/// Reply channels made at a time when the pool is empty.
-const POOL_BATCH: usize = 16;
-
 /// A connection to a 9P2000 file server: Plan 9's mount, for one program.
 ///
 /// Cloning gives another handle to the same connection (`Send + Sync`);
@@ -318,7 +312,7 @@ impl Shared {
     }
 
     fn rpc_tagged(&self, msg: Msg, tag: Option<u16>) -> io::Result<Msg> {
-        let chan = pool_take()?;
+        let chan = reply_chan();
         let tag = self.start(&msg, Slot::Wait(chan.clone()), tag)?;
         let mut waiting = Waiting {
             shared: self,
@@ -328,10 +322,7 @@ impl Shared {
         let r = chan.recv();
         waiting.armed = false;
         match r {
-            Ok(reply) => {
-                pool_give(chan);
-                Ok(reply)
-            }
+            Ok(reply) => Ok(reply),
             Err(RecvError::Closed) => Err(self.dead()),
             Err(RecvError::Interrupted) => self.interrupted(tag, chan),
         }
@@ -340,21 +331,16 @@ impl Shared {
     /// The caller waiting for `tag`'s reply on `chan` was interrupted:
     /// flush the request and wait until the server confirms.
     fn interrupted(&self, tag: u16, chan: Chan<Msg>) -> io::Result<Msg> {
-        let done = pool_take()?;
+        let done = reply_chan();
         match self.abandon(tag, Some(done.clone())) {
             // The reply beat the interrupt: the request is over, and its
             // result is the caller's.
             Abandon::Answered => match chan.nbrecv() {
-                Ok(reply) => {
-                    pool_give(chan);
-                    pool_give(done);
-                    Ok(reply)
-                }
+                Ok(reply) => Ok(reply),
                 Err(_) => Err(self.dead()),
             },
             Abandon::Leaked => Err(interrupted()),
             Abandon::Flushing(ftag) => {
-                pool_give(chan);
                 let mut waiting = FlushWait {
                     shared: self,
                     ftag,
@@ -363,7 +349,6 @@ impl Shared {
                 match done.recv() {
                     Ok(_) => {
                         waiting.armed = false;
-                        pool_give(done);
                     }
                     Err(RecvError::Closed) => waiting.armed = false,
                     // Interrupted again: `waiting` stops waiting for the
@@ -510,48 +495,11 @@ fn unexpected(want: &str, got: Msg) -> io::Error {
     }
 }
 
-static POOL: Mutex<Vec<Chan<Msg>>> = Mutex::new(Vec::new());
-
-/// A reply channel made outside any program.
-///
-/// Deadlock detection counts a channel as one an outsider may act on only
-/// if it was made outside the program or an outsider has touched it, and
-/// the reader thread touches a reply channel only when the reply comes: a
-/// channel the waiting thread made itself could get its program reported
-/// as deadlocked while the server is still working.
-fn pool_take() -> io::Result<Chan<Msg>> {
-    if let Some(c) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-        return Ok(c);
-    }
-    let mut fresh = outside_chans(POOL_BATCH)?;
-    let c = fresh.pop().expect("a batch is not empty");
-    POOL.lock().unwrap_or_else(|e| e.into_inner()).extend(fresh);
-    Ok(c)
-}
-
-/// Returns a reply channel no one else sends on any more.
-fn pool_give(c: Chan<Msg>) {
-    if c.is_empty() && !c.is_closed() {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOL_MAX {
-            pool.push(c);
-        }
-    }
-}
-
-/// `n` channels of capacity 1, made outside any program (see
-/// [`pool_take`]): by a helper OS thread when called in one.
-fn outside_chans<T: Send>(n: usize) -> io::Result<Vec<Chan<T>>> {
-    let make = || (0..n).map(|_| Chan::new(1)).collect();
-    if crate::thread::threads::current_program_id() == 0 {
-        return Ok(make());
-    }
-    std::thread::scope(|s| {
-        let h = std::thread::Builder::new()
-            .name("thread9 9p chans".into())
-            .spawn_scoped(s, make)?;
-        Ok(h.join().expect("making channels does not panic"))
-    })
+/// A reply channel. The reader thread, outside any program, sends on it
+/// only when the reply comes; made "external" so that deadlock detection
+/// knows a thread waiting on it may yet be woken.
+fn reply_chan<T>() -> Chan<T> {
+    Chan::new_external(1)
 }
 
 /// Runs `f` on an OS thread of its own when called in a program, so that
@@ -562,7 +510,7 @@ fn off_proc<T: Send + 'static>(
     if crate::thread::threads::current_program_id() == 0 {
         return f();
     }
-    let c: Chan<io::Result<T>> = outside_chans(1)?.pop().expect("one channel");
+    let c: Chan<io::Result<T>> = reply_chan();
     let tx = c.clone();
     std::thread::Builder::new()
         .name("thread9 9p dial".into())
@@ -1325,19 +1273,5 @@ mod tests {
         let e = Client::mount("udp!127.0.0.1!564").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.to_string().contains("9P needs a stream"), "{e}");
-    }
-
-    #[test]
-    fn pool_channels_come_from_outside_and_go_back_clean() {
-        let c = pool_take().unwrap();
-        c.nbsend(Msg::Rclunk).unwrap();
-        pool_give(c.clone()); // not empty: not kept
-        let kept = POOL.lock().unwrap().iter().any(|p| p.same(&c));
-        assert!(!kept);
-        crate::run(|| {
-            let c = pool_take().unwrap();
-            assert!(c.is_empty());
-        })
-        .unwrap();
     }
 }

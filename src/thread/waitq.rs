@@ -210,6 +210,15 @@ impl Header {
         }
     }
 
+    /// A header for an object that a thread outside the program (one the
+    /// library itself runs, say) will act on: deadlock detection must
+    /// never count on it staying still.
+    pub(crate) fn new_external() -> Header {
+        let h = Header::new();
+        h.shared.store(true, Ordering::Relaxed);
+        h
+    }
+
     #[inline]
     pub(crate) fn is_shared(&self) -> bool {
         self.shared.load(Ordering::Relaxed)
