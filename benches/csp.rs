@@ -489,6 +489,204 @@ fn spawn_wait(n: u32) -> (f64, f64) {
     out.get()
 }
 
+/// A served srv directory with one file, "f", answered at once by a
+/// thread of a program of its own: reads get `count` bytes of a fixed
+/// buffer (`reply(count)`), cut to what is left of `size` bytes.
+struct NinepServer {
+    srv: thread9::Srv,
+    sock: std::path::PathBuf,
+}
+
+impl NinepServer {
+    fn start(size: u64) -> NinepServer {
+        let dir = std::env::temp_dir().join(format!("thread9-bench-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let sock = dir.join(format!(
+            "srv{}",
+            NEXT_SOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&sock);
+        let srv = thread9::Srv::new();
+        let file = srv.file2chan("f").unwrap();
+        srv.announce(&format!("unix!{}", sock.display())).unwrap();
+        // The file's server: a proc of its own program, replying at once.
+        std::thread::spawn(move || {
+            let _ = run(move || {
+                let data = vec![7u8; 4 << 20];
+                while let Ok((off, count, _, rc)) = file.read.recv() {
+                    let Some(rc) = rc else { continue };
+                    let n = (count as u64).min(size.saturating_sub(off)) as usize;
+                    let _ = rc.send(Ok(data[..n.min(data.len())].to_vec()));
+                }
+            });
+        });
+        NinepServer { srv, sock }
+    }
+
+    fn client(&self) -> thread9::ninep::Client {
+        thread9::ninep::Client::mount(&format!("unix!{}", self.sock.display())).unwrap()
+    }
+}
+
+static NEXT_SOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `n` reads of 24 bytes through thread9's 9P client, from a plain OS
+/// thread; us per read.
+fn ninep_read(server: &NinepServer, n: u64) -> f64 {
+    let c = server.client();
+    let f = c.open("f", thread9::srv::fcall::OREAD).unwrap();
+    let mut buf = [0u8; 24];
+    for _ in 0..1000 {
+        f.pread(&mut buf, 0).unwrap();
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        assert_eq!(f.pread(&mut buf, 0).unwrap(), 24);
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// `n` reads of 24 bytes by a bare 9P client (blocking socket calls from
+/// one OS thread): the server's share of `ninep_read`. us per read.
+fn ninep_read_raw(server: &NinepServer, n: u64) -> f64 {
+    use std::io::{Read, Write};
+    use thread9::srv::fcall::{Fcall, Msg, NOFID, NOTAG};
+    let mut s = std::os::unix::net::UnixStream::connect(&server.sock).unwrap();
+    let rpc = |s: &mut std::os::unix::net::UnixStream, tag: u16, msg: Msg| {
+        let mut b = Vec::new();
+        Fcall { tag, msg }.encode(&mut b);
+        s.write_all(&b).unwrap();
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h).unwrap();
+        let mut rest = vec![0u8; u32::from_le_bytes(h) as usize - 4];
+        s.read_exact(&mut rest).unwrap();
+    };
+    rpc(
+        &mut s,
+        NOTAG,
+        Msg::Tversion {
+            msize: 8192,
+            version: "9P2000".into(),
+        },
+    );
+    rpc(
+        &mut s,
+        1,
+        Msg::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: "u".into(),
+            aname: String::new(),
+        },
+    );
+    rpc(
+        &mut s,
+        1,
+        Msg::Twalk {
+            fid: 0,
+            newfid: 1,
+            wnames: vec!["f".into()],
+        },
+    );
+    rpc(&mut s, 1, Msg::Topen { fid: 1, mode: 0 });
+    let mut req = Vec::new();
+    Fcall {
+        tag: 1,
+        msg: Msg::Tread {
+            fid: 1,
+            offset: 0,
+            count: 24,
+        },
+    }
+    .encode(&mut req);
+    let mut reply = [0u8; 11 + 24];
+    let mut once = |s: &mut std::os::unix::net::UnixStream| {
+        s.write_all(&req).unwrap();
+        s.read_exact(&mut reply).unwrap();
+    };
+    for _ in 0..1000 {
+        once(&mut s);
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        once(&mut s);
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// `n` round trips of 24 bytes over a Unix socket pair between two OS
+/// threads, one echoing; us per round trip.
+fn socket_echo(n: u64) -> f64 {
+    use std::io::{Read, Write};
+    let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 24];
+        while b.read_exact(&mut buf).is_ok() {
+            b.write_all(&buf).unwrap();
+        }
+    });
+    let mut buf = [0u8; 24];
+    for _ in 0..1000 {
+        a.write_all(&buf).unwrap();
+        a.read_exact(&mut buf).unwrap();
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        a.write_all(&buf).unwrap();
+        a.read_exact(&mut buf).unwrap();
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    drop(a);
+    echo.join().unwrap();
+    us
+}
+
+/// Reads `total` bytes from the server's file in the largest reads the
+/// session allows; MB/s.
+fn ninep_stream(server: &NinepServer, total: u64) -> f64 {
+    let c = server.client();
+    let f = c.open("f", thread9::srv::fcall::OREAD).unwrap();
+    let mut buf = vec![0u8; f.iounit() as usize];
+    let t = Instant::now();
+    let mut got = 0u64;
+    loop {
+        match f.read(&mut buf).unwrap() {
+            0 => break,
+            n => got += n as u64,
+        }
+    }
+    assert_eq!(got, total);
+    total as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
+/// The same bytes through a Unix socket pair, written by one OS thread in
+/// chunks of `chunk` and read by another; MB/s.
+fn socket_stream(total: u64, chunk: usize) -> f64 {
+    use std::io::{Read, Write};
+    let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let t = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let buf = vec![7u8; chunk];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = chunk.min((total - sent) as usize);
+            a.write_all(&buf[..n]).unwrap();
+            sent += n as u64;
+        }
+    });
+    let mut buf = vec![0u8; chunk];
+    let mut got = 0u64;
+    while got < total {
+        match b.read(&mut buf).unwrap() {
+            0 => break,
+            n => got += n as u64,
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(got, total);
+    total as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--idle-child") {
@@ -571,6 +769,57 @@ fn main() {
     }
     if want("idle_threads_1m") {
         report("idle_threads_1m", idle_threads(1_000_000), "bytes/thread");
+    }
+    if want("9p_bare") {
+        let server = NinepServer::start(u64::MAX);
+        let raw = median((0..5).map(|_| ninep_read_raw(&server, 20_000)).collect());
+        report("9p_read_bare_client", raw, "us");
+    }
+    if want("9p_read") {
+        let server = NinepServer::start(u64::MAX);
+        // Alternated, so that both figures of a pair saw the same load.
+        let runs: Vec<(f64, f64)> = (0..7)
+            .map(|_| (ninep_read(&server, 20_000), socket_echo(20_000)))
+            .collect();
+        // Diagnostic: the server alone, with a bare blocking client.
+        let raw = median((0..5).map(|_| ninep_read_raw(&server, 20_000)).collect());
+        report("9p_read_bare_client", raw, "us");
+        report("9p_read", median(runs.iter().map(|r| r.0).collect()), "us");
+        report(
+            "9p_read_echo",
+            median(runs.iter().map(|r| r.1).collect()),
+            "us",
+        );
+        report(
+            "9p_read_ratio",
+            median(runs.iter().map(|r| r.0 / r.1).collect()),
+            "x",
+        );
+        drop(server.srv);
+    }
+    if want("9p_stream") {
+        const TOTAL: u64 = 256 << 20;
+        let server = NinepServer::start(TOTAL);
+        let chunk = (server.client().msize() - 24) as usize;
+        let runs: Vec<(f64, f64)> = (0..5)
+            .map(|_| (ninep_stream(&server, TOTAL), socket_stream(TOTAL, chunk)))
+            .collect();
+        report(
+            "9p_stream",
+            median(runs.iter().map(|r| r.0).collect()),
+            "MB/s",
+        );
+        report(
+            "9p_stream_socket",
+            median(runs.iter().map(|r| r.1).collect()),
+            "MB/s",
+        );
+        report(
+            "9p_stream_ratio",
+            median(runs.iter().map(|r| r.0 / r.1).collect()),
+            "x",
+        );
+        drop(server.srv);
     }
     if want("spawn_wait") {
         let runs: Vec<(f64, f64)> = (0..7).map(|_| spawn_wait(100)).collect();

@@ -58,6 +58,10 @@
 //! - [`threadcreate`], [`proccreate`], [`threadexits`], [`threadexitsall`],
 //!   [`threadyield`], [`threadid`] and friends: threads and procs.
 //! - [`Chan`], [`Alt`], [`alt!`], [`chanprint!`]: channels.
+//! - [`QLock`], [`RWLock`], [`Rendez`]: locks that block only the thread.
+//! - [`Ioproc`]: blocking system calls in a proc of their own.
+//! - [`Srv`], [`FileIO`] ([`srv`]): Inferno's file2chan, files served over
+//!   9P2000; [`ninep`]: a 9P client.
 //! - [`threaddump`]: what every thread is doing. A program whose threads
 //!   are all blocked with nothing left to wake them ends with status
 //!   `deadlock` and a dump on stderr, instead of hanging.

@@ -169,6 +169,12 @@ struct Shared {
     /// queueing never waits: each caller has at most a request and its
     /// flush outstanding, so the queue stays short.
     out: Chan<Vec<u8>>,
+    /// The socket, for callers to write to directly.
+    sock: OwnedFd,
+    /// True while the writer has requests to write (queued or under way):
+    /// then later ones must queue behind them. Held only around queueing
+    /// and a non-blocking send, never across a wait.
+    backlog: Mutex<bool>,
     /// The largest message the reader accepts.
     msize: AtomicU32,
 }
@@ -298,12 +304,36 @@ impl Shared {
         t.slots.insert(tag, slot);
         drop(t);
         frame[5..7].copy_from_slice(&tag.to_le_bytes());
-        if self.out.nbsend(frame).is_err() {
+        if self.post(frame).is_err() {
             // Only `fail` closes the queue while handles exist.
             self.fail("connection closed".into());
             return Err(self.dead());
         }
         Ok(tag)
+    }
+
+    /// Puts a request on the wire. The common case costs one system call
+    /// and no hand-off: a non-blocking send straight to the socket. What
+    /// the socket will not take now goes to the writer thread, and so does
+    /// everything after it until the writer has caught up. Fails once the
+    /// connection is closed.
+    fn post(&self, frame: Vec<u8>) -> Result<(), ()> {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        if self.out.is_closed() {
+            return Err(());
+        }
+        let rest = if *backlog {
+            frame
+        } else {
+            match send_now(self.sock.as_fd(), &frame) {
+                Ok(n) if n == frame.len() => return Ok(()),
+                Ok(n) => frame[n..].to_vec(),
+                // The writer meets the error too, and reports it.
+                Err(_) => frame,
+            }
+        };
+        *backlog = true;
+        self.out.nbsend(rest).map_err(|_| ())
     }
 
     /// Sends `msg` and waits for its reply, which may be `Rerror`.
@@ -379,7 +409,7 @@ impl Shared {
             msg: Msg::Tflush { oldtag: tag },
         }
         .encode(&mut frame);
-        if self.out.nbsend(frame).is_err() {
+        if self.post(frame).is_err() {
             self.fail("connection closed".into());
         }
         Abandon::Flushing(ftag)
@@ -610,6 +640,32 @@ fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// One non-blocking send of `buf`; how much of it the socket took (0 if
+/// none: it is full).
+fn send_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `fd` is open for the call and `buf` is valid for reads
+        // of `buf.len()` bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            ErrorKind::Interrupted => {}
+            ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// The writer thread: puts queued requests on the socket, then shuts it
 /// down, which also ends the reader.
 fn writer(shared: Arc<Shared>, sock: OwnedFd) {
@@ -617,6 +673,11 @@ fn writer(shared: Arc<Shared>, sock: OwnedFd) {
         if let Err(e) = send_all(sock.as_fd(), &frame) {
             shared.fail(format!("connection closed: {e}"));
             break;
+        }
+        // Caught up: callers may send directly again.
+        let mut backlog = shared.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.out.is_empty() {
+            *backlog = false;
         }
     }
     // SAFETY: `sock` is open; shutdown takes no pointers.
@@ -769,7 +830,10 @@ impl Client {
         let fd: OwnedFd = fd.into();
         check_stream_socket(fd.as_fd())?;
         let rd = fd.try_clone()?;
+        let direct = fd.try_clone()?;
         let shared = Arc::new(Shared {
+            sock: direct,
+            backlog: Mutex::new(false),
             table: Mutex::new(Table {
                 slots: HashMap::new(),
                 next_tag: 0,

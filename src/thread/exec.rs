@@ -247,7 +247,8 @@ pub fn threadspawn(cmd: Command) -> io::Result<u32> {
 /// Panics when called outside a thread9 program.
 ///
 /// ```
-/// let r = thread9::run(|| {
+/// thread9::run(|| {
+///     let waits = thread9::threadwaitchan();
 ///     let cpid = thread9::Chan::new(1);
 ///     let c = cpid.clone();
 ///     thread9::threadcreate(
@@ -257,10 +258,14 @@ pub fn threadspawn(cmd: Command) -> io::Result<u32> {
 ///         },
 ///         0,
 ///     );
-///     assert!(cpid.recv().unwrap() > 0); // the pid
-/// });
-/// // The procexec thread ended last, with the child's status.
-/// assert_eq!(r, Err("3".to_string()));
+///     let pid = cpid.recv().unwrap();
+///     assert!(pid > 0);
+///     // The child's Waitmsg reaches the wait channel too; the procexec
+///     // thread ends with the same status, "3".
+///     let w = waits.recv().unwrap();
+///     assert_eq!((i64::from(w.pid), w.msg.as_str()), (pid, "3"));
+/// })
+/// .ok(); // the program's status is that of whichever thread ends last
 ///
 /// thread9::run(|| {
 ///     let cpid = thread9::Chan::new(1);
