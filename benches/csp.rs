@@ -510,16 +510,19 @@ impl NinepServer {
         let file = srv.file2chan("f").unwrap();
         srv.announce(&format!("unix!{}", sock.display())).unwrap();
         // The file's server: a proc of its own program, replying at once.
-        std::thread::spawn(move || {
-            let _ = run(move || {
-                let data = vec![7u8; 4 << 20];
-                while let Ok((off, count, _, rc)) = file.read.recv() {
-                    let Some(rc) = rc else { continue };
-                    let n = (count as u64).min(size.saturating_sub(off)) as usize;
-                    let _ = rc.send(Ok(data[..n.min(data.len())].to_vec()));
-                }
-            });
-        });
+        let server = std::thread::Builder::new().name("bench file server".into());
+        server
+            .spawn(move || {
+                let _ = run(move || {
+                    let data = vec![7u8; 4 << 20];
+                    while let Ok((off, count, _, rc)) = file.read.recv() {
+                        let Some(rc) = rc else { continue };
+                        let n = (count as u64).min(size.saturating_sub(off)) as usize;
+                        let _ = rc.send(Ok(data[..n.min(data.len())].to_vec()));
+                    }
+                });
+            })
+            .unwrap();
         NinepServer { srv, sock }
     }
 
@@ -665,15 +668,18 @@ fn socket_stream(total: u64, chunk: usize) -> f64 {
     use std::io::{Read, Write};
     let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
     let t = Instant::now();
-    let writer = std::thread::spawn(move || {
-        let buf = vec![7u8; chunk];
-        let mut sent = 0u64;
-        while sent < total {
-            let n = chunk.min((total - sent) as usize);
-            a.write_all(&buf[..n]).unwrap();
-            sent += n as u64;
-        }
-    });
+    let writer = std::thread::Builder::new().name("bench socket writer".into());
+    let writer = writer
+        .spawn(move || {
+            let buf = vec![7u8; chunk];
+            let mut sent = 0u64;
+            while sent < total {
+                let n = chunk.min((total - sent) as usize);
+                a.write_all(&buf[..n]).unwrap();
+                sent += n as u64;
+            }
+        })
+        .unwrap();
     let mut buf = vec![0u8; chunk];
     let mut got = 0u64;
     while got < total {

@@ -242,8 +242,8 @@ fn open_read_write_clunk_stat() {
     assert_eq!(
         lines,
         [
-            "version 4194304 9P2000".to_string(),
-            "open 0 1 4194280".into(),
+            "version 1048600 9P2000".to_string(),
+            "open 0 1 1048576".into(),
             "read hello world".into(),
             "read hell".into(),
             "write 3".into(),

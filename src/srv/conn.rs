@@ -23,9 +23,13 @@ use super::wire::{Input, Out, shutdown};
 use crate::ioproc::Ioproc;
 use crate::thread::{ThreadId, threadcreate, threadint, threadsetname};
 
-/// The largest message size the server agrees to: big enough that a
-/// stream of reads moves a megabyte per round trip.
-pub(crate) const MAX_MSIZE: u32 = 4 << 20;
+/// The largest message size the server agrees to: a megabyte of data per
+/// read or write. Larger messages measured slower here, not faster: past
+/// a few megabytes the buffers of one round trip (the server's reply, the
+/// socket's, the client's) no longer fit in the cache together, and every
+/// copy goes to memory. It also bounds what one tag can make the server
+/// hold.
+pub(crate) const MAX_MSIZE: u32 = (1 << 20) + IOHDRSZ;
 /// Below this a session could not carry a directory entry.
 pub(crate) const MIN_MSIZE: u32 = 256;
 

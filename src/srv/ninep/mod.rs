@@ -80,6 +80,8 @@
 //! as an [`io::Error`] whose `to_string()` is exactly the server's error
 //! string.
 
+mod replies;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
@@ -91,10 +93,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::fcall::{
     Dir, Fcall, IOHDRSZ, MAXWELEM, Msg, NOFID, NOTAG, OREAD, Qid, VERSION9P, decode_dirs,
-    read_frame,
 };
 use crate::channel::{Chan, RecvError};
 use crate::ioproc::dial::{self, Target};
+use replies::{Bad, Replies};
 
 /// The message size offered in `Tversion`: as large as any server takes.
 const MSIZE_OFFER: u32 = 8 * 1024 * 1024 + IOHDRSZ;
@@ -687,20 +689,20 @@ fn writer(shared: Arc<Shared>, sock: OwnedFd) {
 /// The reader thread: hands each reply to its request until the
 /// connection ends.
 fn reader(shared: Arc<Shared>, sock: OwnedFd) {
-    let mut sock = std::fs::File::from(sock);
+    let mut replies = Replies::new(sock);
     let why = loop {
         let max = shared.msize.load(Ordering::Relaxed);
-        match read_frame(&mut sock, max) {
-            Ok(Some(frame)) => match Fcall::decode(&frame) {
-                Ok(f) => {
-                    if let Err(why) = shared.dispatch(f) {
-                        break why;
-                    }
+        match replies.next(max) {
+            Ok(Some(f)) => {
+                if let Err(why) = shared.dispatch(f) {
+                    break why;
                 }
-                Err(e) => break format!("connection closed: bad message from the server: {e}"),
-            },
+            }
             Ok(None) => break "connection closed".into(),
-            Err(e) => break format!("connection closed: {e}"),
+            Err(Bad::Message(e)) => {
+                break format!("connection closed: bad message from the server: {e}");
+            }
+            Err(Bad::Io(e)) => break format!("connection closed: {e}"),
         }
     };
     shared.fail(why);

@@ -1,0 +1,314 @@
+//! The client's incoming stream, cut into replies.
+//!
+//! Replies are read through one buffer, so a burst of small ones costs one
+//! system call, not two per message. A reply too big for the buffer is
+//! read straight into memory of its own; an `Rread`'s data lands directly
+//! in the `Vec` the caller receives, so a large read is copied once by the
+//! kernel and not again here.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::srv::fcall::{Fcall, Msg, RREAD, frame_size};
+
+/// The read buffer: room for many small replies per system call.
+const BUFFER: usize = 64 * 1024;
+
+/// An `Rread`'s header: size[4] type[1] tag[2] count[4].
+const RREAD_HEAD: usize = 11;
+
+/// Incoming bytes not yet cut into replies.
+pub(super) struct Replies {
+    sock: OwnedFd,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+/// Why [`Replies::next`] stopped: the stream failed, or the server sent
+/// something that is not 9P.
+pub(super) enum Bad {
+    Io(io::Error),
+    Message(String),
+}
+
+impl From<io::Error> for Bad {
+    fn from(e: io::Error) -> Bad {
+        Bad::Io(e)
+    }
+}
+
+impl Replies {
+    pub(super) fn new(sock: OwnedFd) -> Replies {
+        Replies {
+            sock,
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The next reply, of at most `max` bytes; `None` at a clean end of
+    /// stream. After an error the stream is out of step.
+    pub(super) fn next(&mut self, max: u32) -> Result<Option<Fcall>, Bad> {
+        loop {
+            let have = self.end - self.start;
+            if have >= 4 {
+                let header: [u8; 4] = self.buf[self.start..self.start + 4].try_into().unwrap();
+                let size = frame_size(header, max).map_err(io::Error::from)? as usize;
+                if have >= size {
+                    let frame = &self.buf[self.start..self.start + size];
+                    self.start += size;
+                    return decode(frame).map(Some);
+                }
+                // A reply bigger than the buffer, once its header is in.
+                if size > self.buf.len() && have >= RREAD_HEAD {
+                    return self.big(size).map(Some);
+                }
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = read(&self.sock, &mut self.buf[self.end..])?;
+            if n == 0 {
+                if self.end == 0 {
+                    return Ok(None);
+                }
+                return Err(Bad::Io(eof(self.end, None)));
+            }
+            self.end += n;
+        }
+    }
+
+    /// A reply of `size` bytes, more than the buffer holds, whose first
+    /// [`RREAD_HEAD`] bytes are buffered.
+    fn big(&mut self, size: usize) -> Result<Fcall, Bad> {
+        let head = &self.buf[self.start..self.end];
+        let count = u32::from_le_bytes(head[7..11].try_into().unwrap()) as usize;
+        if head[4] == RREAD && RREAD_HEAD + count == size {
+            let tag = u16::from_le_bytes([head[5], head[6]]);
+            let mut data = Vec::with_capacity(count);
+            data.extend_from_slice(&head[RREAD_HEAD..]);
+            self.start = 0;
+            self.end = 0;
+            fill(&self.sock, &mut data, count, RREAD_HEAD, size)?;
+            return Ok(Fcall {
+                tag,
+                msg: Msg::Rread { data },
+            });
+        }
+        // Anything else this big is rare (a huge stat): read it whole.
+        let mut frame = Vec::with_capacity(size);
+        frame.extend_from_slice(head);
+        self.start = 0;
+        self.end = 0;
+        fill(&self.sock, &mut frame, size, 0, size)?;
+        decode(&frame)
+    }
+}
+
+fn decode(frame: &[u8]) -> Result<Fcall, Bad> {
+    Fcall::decode(frame).map_err(|e| Bad::Message(e.to_string()))
+}
+
+/// End of stream inside a reply, `got` bytes of it (of `size`) read.
+fn eof(got: usize, size: Option<usize>) -> io::Error {
+    let of = size.map(|s| format!(" of {s}")).unwrap_or_default();
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("end of stream inside a reply ({got}{of} bytes of it read)"),
+    )
+}
+
+/// One blocking read into `buf`, retried when interrupted.
+fn read(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `sock` is open for the call and `buf` is valid for
+        // writes of `buf.len()` bytes.
+        let n = unsafe { libc::read(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Reads until `v` holds `want` bytes (`want <= v.capacity()`), straight
+/// into its spare capacity, so the bytes are never zeroed or copied first.
+/// `v` holds a reply of `size` bytes from byte `skip` on (for messages).
+fn fill(sock: &OwnedFd, v: &mut Vec<u8>, want: usize, skip: usize, size: usize) -> io::Result<()> {
+    assert!(want <= v.capacity());
+    while v.len() < want {
+        let len = v.len();
+        let spare = &mut v.spare_capacity_mut()[..want - len];
+        // SAFETY: `spare` is valid for writes of `spare.len()` bytes (read
+        // only writes bytes; it never reads the uninitialized ones), and
+        // `sock` is open for the call.
+        let n = unsafe { libc::read(sock.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(eof(skip + v.len(), Some(size)));
+        }
+        // SAFETY: read initialized the first `n` bytes of the spare
+        // capacity (n <= spare.len(), so within capacity).
+        unsafe { v.set_len(len + n as usize) };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::srv::fcall::{Dir, Qid};
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    fn enc(tag: u16, msg: Msg) -> Vec<u8> {
+        let mut b = Vec::new();
+        Fcall { tag, msg }.encode(&mut b);
+        b
+    }
+
+    /// A reader over a socket that is fed `bytes` by a thread in pieces
+    /// of `piece` bytes, then closed.
+    fn feed(bytes: Vec<u8>, piece: usize) -> (Replies, std::thread::JoinHandle<()>) {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            for p in bytes.chunks(piece) {
+                if b.write_all(p).is_err() {
+                    return;
+                }
+            }
+        });
+        (Replies::new(a.into()), t)
+    }
+
+    fn message(r: Result<Option<Fcall>, Bad>) -> String {
+        match r {
+            Err(Bad::Message(m)) => m,
+            Err(Bad::Io(e)) => panic!("want a bad message, got {e}"),
+            Ok(f) => panic!("want a bad message, got {f:?}"),
+        }
+    }
+
+    fn io_error(r: Result<Option<Fcall>, Bad>) -> io::Error {
+        match r {
+            Err(Bad::Io(e)) => e,
+            Err(Bad::Message(m)) => panic!("want an i/o error, got {m}"),
+            Ok(f) => panic!("want an i/o error, got {f:?}"),
+        }
+    }
+
+    #[test]
+    fn small_and_big_replies_in_any_pieces() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        // A stat just big enough that its Rstat outgrows the buffer.
+        let stat = Dir {
+            name: "n".repeat(32_740),
+            uid: "u".repeat(32_740),
+            qid: Qid::default(),
+            ..Dir::default()
+        };
+        assert!(enc(5, Msg::Rstat { stat: stat.clone() }).len() > BUFFER);
+        let msgs = vec![
+            (1, Msg::Rclunk),
+            (
+                2,
+                Msg::Rread {
+                    data: b"short".to_vec(),
+                },
+            ),
+            (3, Msg::Rread { data: big }),
+            (4, Msg::Rerror { ename: "no".into() }),
+            (5, Msg::Rstat { stat }),
+            (6, Msg::Rread { data: Vec::new() }),
+        ];
+        let bytes: Vec<u8> = msgs.iter().flat_map(|(t, m)| enc(*t, m.clone())).collect();
+        for piece in [1, 7, 11, 4096, 65536, 1 << 20] {
+            let (mut r, t) = feed(bytes.clone(), piece);
+            for (tag, msg) in &msgs {
+                let f = r
+                    .next(1 << 20)
+                    .unwrap_or_else(|_| panic!("piece {piece}"))
+                    .unwrap();
+                assert_eq!((f.tag, &f.msg), (*tag, msg), "piece {piece}");
+            }
+            assert!(matches!(r.next(1 << 20), Ok(None)));
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn end_of_stream_inside_a_big_read_is_an_error() {
+        let mut bytes = enc(
+            9,
+            Msg::Rread {
+                data: vec![1; 200_000],
+            },
+        );
+        bytes.truncate(150_000);
+        let (mut r, t) = feed(bytes, 4096);
+        let e = io_error(r.next(1 << 20));
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            e.to_string(),
+            "end of stream inside a reply (150000 of 200011 bytes of it read)"
+        );
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn end_of_stream_inside_a_small_reply_is_an_error() {
+        let mut bytes = enc(
+            9,
+            Msg::Rerror {
+                ename: "gone".into(),
+            },
+        );
+        bytes.pop();
+        let (mut r, t) = feed(bytes, 3);
+        let e = io_error(r.next(8192));
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn oversized_and_inconsistent_replies_are_refused() {
+        let (mut r, t) = feed(
+            enc(
+                1,
+                Msg::Rread {
+                    data: vec![0; 9000],
+                },
+            ),
+            9000,
+        );
+        let e = io_error(r.next(8192));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        t.join().unwrap();
+
+        // An Rread whose count disagrees with its size: decoded whole, and
+        // refused by the decoder.
+        let mut bytes = enc(
+            1,
+            Msg::Rread {
+                data: vec![0; 100_000],
+            },
+        );
+        bytes[7..11].copy_from_slice(&99_999u32.to_le_bytes());
+        let (mut r, t) = feed(bytes, 65536);
+        assert!(!message(r.next(1 << 20)).is_empty());
+        t.join().unwrap();
+    }
+}
