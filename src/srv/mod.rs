@@ -51,6 +51,10 @@
 //! }).unwrap();
 //! ```
 //!
+//! The server agrees to messages of up to 1 MiB of data (msize 1 MiB + 24),
+//! so a read request's `count` is never more than that; a client offering
+//! less gets what it offered.
+//!
 //! Files: `device` (the `Srv` handle, posting and listening), `file2chan`
 //! (`FileIO`), `tree` (the directory), `conn` (a 9P connection and its
 //! messages), `request` (the threads that wait on a `FileIO`), `wire`

@@ -784,7 +784,13 @@ mod tests {
             .unwrap();
             let w = wc.recv().unwrap();
             assert_eq!((w.pid, w.msg.as_str()), (pid, "4"));
-            assert_eq!(prog.external.load(Ordering::SeqCst), 0);
+            // The waiting thread lets go of the program just after the
+            // delivery (see `finish`): it must, soon.
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            while prog.external.load(Ordering::SeqCst) != 0 {
+                assert!(Instant::now() < deadline, "the wait thread never let go");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         });
         assert_eq!(r, Ok(()));
     }

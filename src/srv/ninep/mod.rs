@@ -615,6 +615,23 @@ fn check_stream_socket(fd: BorrowedFd<'_>) -> io::Result<()> {
     ))
 }
 
+/// Asks for a send buffer of `size` bytes on socket `fd`. The kernel caps
+/// it (`net.core.wmem_max`); a smaller buffer only costs speed.
+fn size_send_buffer(fd: BorrowedFd<'_>, size: u32) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on an open socket, with a pointer to an int and
+    // its size; failure changes nothing.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const size).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Writes all of `buf` to socket `fd`.
 fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
@@ -890,6 +907,9 @@ impl Client {
         };
         shared.msize.store(msize, Ordering::Relaxed);
         conn.msize = msize;
+        // Room for a whole Twrite of the largest size, so that a big write
+        // usually leaves in one send, without the writer thread.
+        size_send_buffer(shared.sock.as_fd(), msize);
 
         let tattach = Msg::Tattach {
             fid: ROOT_FID,
