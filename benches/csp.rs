@@ -792,11 +792,6 @@ fn main() {
     if want("idle_threads_1m") {
         report("idle_threads_1m", idle_threads(1_000_000), "bytes/thread");
     }
-    if want("9p_bare") {
-        let server = NinepServer::start(u64::MAX);
-        let raw = median((0..5).map(|_| ninep_read_raw(&server, 20_000)).collect());
-        report("9p_read_bare_client", raw, "us");
-    }
     if want("9p_read") {
         let server = NinepServer::start(u64::MAX);
         // Alternated, so that both figures of a pair saw the same load.
