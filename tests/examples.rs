@@ -1,60 +1,12 @@
 //! The file2chan examples, run as the programs they are and reached with
 //! thread9's 9P client, as a user would with plan9port's `9p`.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use common::example::{Example, example};
+use std::process::Command;
 use thread9::ninep::{Client, File};
 use thread9::srv::fcall::{ORDWR, OREAD, OWRITE};
-
-/// A running example, killed when dropped.
-struct Example {
-    child: Child,
-    ns: PathBuf,
-    sock: PathBuf,
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.ns);
-    }
-}
-
-fn example(name: &str, args: &[&str]) -> Example {
-    // target/<profile>/deps/examples-* -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} not built (cargo test builds examples)",
-        bin.display()
-    );
-    let ns = std::env::temp_dir().join(format!("thread9-ex-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&ns);
-    let mut child = Command::new(&bin)
-        .args(args)
-        .env("NAMESPACE", &ns)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The first line says where it serves; by then the socket is there.
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let sock = PathBuf::from(line.trim().rsplit(" at ").next().unwrap());
-    assert_eq!(sock.parent(), Some(ns.as_path()), "{line}");
-    Example { child, ns, sock }
-}
 
 fn mount(e: &Example) -> Client {
     Client::mount(&format!("unix!{}", e.sock.display())).unwrap()

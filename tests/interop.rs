@@ -10,6 +10,8 @@
 //! server and checks both what the client printed and the requests the
 //! file received.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -406,4 +408,55 @@ fn crowd_of_clients_with_held_reads() {
         rc.send(Ok(format!("answer {off}").into_bytes())).unwrap();
     }
     assert_eq!(script.finish(), ["crowd ok"]);
+}
+
+#[test]
+fn malformed_input_gets_errors_and_hurts_no_one_else() {
+    let Some(py) = python() else { return };
+    let s = served();
+    let file = s.srv.file2chan("f").unwrap();
+    let server = std::thread::spawn(move || {
+        let (_, data, _, wc) = file.write.recv().unwrap();
+        wc.unwrap().send(Ok(data.len())).unwrap();
+        (data, file)
+    });
+    let lines = Script::start(&py, "malformed", &s.sock).finish();
+    assert_eq!(
+        lines,
+        [
+            "short walk 5 malformed message: Twalk: nwname 4 at byte 15 runs past the end (0 bytes left)",
+            "unknown type 6 malformed message: unknown message type 99",
+            "reply 7 unexpected Rclunk from a client",
+            "unknown fid 8 unknown fid",
+            "session /",
+            "broken frame closed",
+            "bystander 12",
+        ]
+    );
+    assert_eq!(server.join().unwrap().0, b"still served");
+}
+
+#[test]
+fn posted_example_replaces_a_stale_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(py) = python() else { return };
+    // A socket left by a server that died: nothing listens on it.
+    let e = common::example::example_with("ramfile", &[], |ns| {
+        std::fs::create_dir(ns).unwrap();
+        std::fs::set_permissions(ns, std::fs::Permissions::from_mode(0o700)).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(ns.join("ramfile")).unwrap());
+    });
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&e.ns), mode(&e.sock)), (0o700, 0o600));
+    assert_eq!(
+        Script::start(&py, "ramfile", &e.sock).finish(),
+        [
+            "write 12",
+            "read hello, world",
+            "at 7 world",
+            "write 3",
+            "read bye",
+            "at 3 <eof>",
+        ]
+    );
 }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod example;
+
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 

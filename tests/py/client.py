@@ -197,6 +197,69 @@ def crowd(path):
     out("crowd", "ok" if not bad else "wrong %s" % bad)
 
 
+def ramfile(path):
+    """The ramfile example, reached through the socket it posted."""
+    c, _ = session(path)
+    c.walk(0, 1, "data")
+    c.open(1, ORDWR)
+    out("write", c.write(1, b"hello, world", 0))
+    out("read", c.read(1, 100, 0).decode())
+    out("at 7", c.read(1, 100, 7).decode())
+    out("write", c.write(1, b"bye", 0))
+    out("read", c.read(1, 100, 0).decode())
+    out("at 3", c.read(1, 100, 3).decode() or "<eof>")
+    c.clunk(1)
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        if not more:
+            raise EOFError("connection closed")
+        data += more
+    return data
+
+
+def raw_error(sock, body):
+    """Sends one frame around `body`; gives the reply's tag and, for an
+    Rerror, its message."""
+    sock.sendall((4 + len(body)).to_bytes(4, "little") + body)
+    size = int.from_bytes(recv_exact(sock, 4), "little")
+    reply = recv_exact(sock, size - 4)
+    assert reply[0] == 107, "want Rerror, got type %d" % reply[0]
+    n = int.from_bytes(reply[3:5], "little")
+    return int.from_bytes(reply[1:3], "little"), reply[5 : 5 + n].decode()
+
+
+def malformed(path):
+    """Bad input on one connection: framed nonsense gets errors and the
+    session goes on; a broken frame ends that connection alone."""
+    bystander, _ = session(path)
+    bystander.walk(0, 1, "f")
+    bystander.open(1, ORDWR)
+    c, _ = session(path)
+    s = c.transport
+    le = lambda v, n: v.to_bytes(n, "little")
+    # A Twalk claiming two names and giving none.
+    out("short walk", *raw_error(s, bytes([110]) + le(5, 2) + le(0, 4) + le(1, 4) + le(2, 2)))
+    # A message type no 9P2000 has.
+    out("unknown type", *raw_error(s, bytes([99]) + le(6, 2)))
+    # A reply, sent to the server.
+    out("reply", *raw_error(s, bytes([121]) + le(7, 2)))
+    # A read of a fid never attached.
+    out("unknown fid", *raw_error(s, bytes([116]) + le(8, 2) + le(42, 4) + le(0, 8) + le(1, 4)))
+    out("session", c.stat(0).name)
+    # A size field below the smallest message: the server hangs up.
+    s.sendall(le(3, 4))
+    try:
+        closed = s.recv(1) == b""
+    except ConnectionResetError:
+        closed = True
+    out("broken frame", "closed" if closed else "still open")
+    out("bystander", bystander.write(1, b"still served", 0))
+
+
 if __name__ == "__main__":
     scenario, path = sys.argv[1], sys.argv[2]
     globals()[scenario](path)
