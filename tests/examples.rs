@@ -78,14 +78,10 @@ fn logfile() {
 
 #[test]
 fn logfile_usage() {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/logfile");
-    let o = Command::new(bin).args(["-size", "x"]).output().unwrap();
+    let o = Command::new(common::example::binary("logfile"))
+        .args(["-size", "x"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr)

@@ -7,7 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use super::fcall::{
 use super::file2chan::Fid;
 use super::request;
 use super::tree::{Entry, Tree};
-use super::wire::{Input, Out, shutdown};
+use super::wire::{Input, Out, shutdown, size_send_buffer};
 use crate::ioproc::Ioproc;
 use crate::thread::{ThreadId, threadcreate, threadint, threadsetname};
 
@@ -104,7 +104,11 @@ pub(crate) fn serve(shared: Arc<Shared>, fd: OwnedFd, peer: String) {
         let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
         libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
-    size_send_buffer(&fd);
+    // Room for a whole reply of the largest size: an Rread then usually
+    // leaves in one non-blocking sendmsg from this proc instead of being
+    // finished piecemeal by the writer's ioproc (a hand-off to another OS
+    // thread per reply, and a wakeup per socket buffer's worth).
+    size_send_buffer(fd.as_fd(), MAX_MSIZE);
     let fd = Arc::new(fd);
     let Some(key) = shared.add_conn(&fd) else {
         // The Srv was dropped while this connection was being set up.
@@ -596,26 +600,5 @@ fn qid(n: &Node) -> Qid {
     match n {
         Node::Root => Tree::root_qid(),
         Node::File(e) => e.qid(),
-    }
-}
-
-/// Asks for a send buffer that holds a whole reply of the largest message
-/// size, so that an `Rread` usually leaves in one non-blocking `sendmsg`
-/// from the connection's proc instead of being finished piecemeal by the
-/// writer's ioproc (a hand-off to another OS thread per reply, and a
-/// wakeup per socket buffer's worth). The kernel caps the size at
-/// `net.core.wmem_max`; a smaller buffer only costs speed.
-fn size_send_buffer(fd: &OwnedFd) {
-    let want = MAX_MSIZE as libc::c_int;
-    // SAFETY: setsockopt on a descriptor we own, with a pointer to an int
-    // and its size; failure (not a socket option here) changes nothing.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&raw const want).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }

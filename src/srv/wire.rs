@@ -14,7 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use super::fcall::{Fcall, FcallError, Msg, RREAD, frame_size};
@@ -311,4 +311,23 @@ pub(crate) fn shutdown(fd: &OwnedFd) {
     // SAFETY: shutdown on a descriptor we hold open; errors (not a socket,
     // already shut) leave nothing to undo.
     unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+/// Asks for a send buffer of `size` bytes on socket `fd`, so that a message
+/// of that size usually goes in one send. The kernel caps it (Linux:
+/// `net.core.wmem_max`); a smaller buffer only costs speed, so failure is
+/// ignored.
+pub(crate) fn size_send_buffer(fd: BorrowedFd<'_>, size: u32) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on an open descriptor, with a pointer to an int
+    // and its size; it only reads them.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const size).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }

@@ -23,6 +23,18 @@ impl Drop for Example {
     }
 }
 
+/// Where cargo put example `name`'s program.
+pub fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test>-* -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
 /// Starts example `name` with `args` and `$NAMESPACE` set to a fresh
 /// directory (made by the example's `post`), once it has posted.
 pub fn example(name: &str, args: &[&str]) -> Example {
@@ -33,15 +45,7 @@ pub fn example(name: &str, args: &[&str]) -> Example {
 /// (which does not exist yet) before the example starts.
 pub fn example_with(name: &str, args: &[&str], setup: impl FnOnce(&Path)) -> Example {
     static N: AtomicU64 = AtomicU64::new(0);
-    // target/<profile>/deps/examples-* -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
+    let bin = binary(name);
     assert!(
         bin.exists(),
         "{} not built (cargo test builds examples)",

@@ -94,6 +94,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::fcall::{
     Dir, Fcall, IOHDRSZ, MAXWELEM, Msg, NOFID, NOTAG, OREAD, Qid, VERSION9P, decode_dirs,
 };
+use super::wire::size_send_buffer;
 use crate::channel::{Chan, RecvError};
 use crate::ioproc::dial::{self, Target};
 use replies::{Bad, Replies};
@@ -613,23 +614,6 @@ fn check_stream_socket(fd: BorrowedFd<'_>) -> io::Result<()> {
         ErrorKind::InvalidInput,
         format!("mount_fd: {why}"),
     ))
-}
-
-/// Asks for a send buffer of `size` bytes on socket `fd`. The kernel caps
-/// it (`net.core.wmem_max`); a smaller buffer only costs speed.
-fn size_send_buffer(fd: BorrowedFd<'_>, size: u32) {
-    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt on an open socket, with a pointer to an int and
-    // its size; failure changes nothing.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&raw const size).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// Writes all of `buf` to socket `fd`.
