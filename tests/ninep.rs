@@ -1014,6 +1014,52 @@ fn thread9_threads_share_one_connection() {
     });
 }
 
+/// A plain OS thread waiting for a held read reads the socket itself (it
+/// leads), so it must route the replies of a program's threads sharing the
+/// connection; once it has its own reply, the reader thread takes over for
+/// theirs.
+#[test]
+fn os_thread_and_program_threads_share_one_connection() {
+    bounded(|| {
+        let fs = Fs::new(Opts {
+            gate: 2,
+            ..Opts::default()
+        });
+        let gate = Arc::new(fs.client.open("gate", OREAD).unwrap());
+        let g = gate.clone();
+        let os = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let n = g.pread(&mut buf, 7).unwrap();
+            String::from_utf8(buf[..n].to_vec()).unwrap()
+        });
+        // The OS thread's read is pending (and it is reading the socket).
+        fs.wait_for(is_read);
+        let client = fs.client.clone();
+        let r = run(move || {
+            // Answered while the OS thread still waits.
+            for _ in 0..3 {
+                let h = client.open("hello", OREAD).unwrap();
+                assert_eq!(read_all(&h), b"hello, world\n");
+            }
+            // The second gate read opens the gate for both.
+            let mut buf = [0u8; 64];
+            let n = gate.pread(&mut buf, 9).unwrap();
+            assert_eq!(&buf[..n], b"offset 9");
+            // The OS thread may be gone by now: later replies come by
+            // the reader thread.
+            let h = client.open("hello", OREAD).unwrap();
+            assert_eq!(read_all(&h), b"hello, world\n");
+            assert_eq!(client.stat("hello").unwrap().length, 13);
+        });
+        assert_eq!(r, Ok(()));
+        assert_eq!(os.join().unwrap(), "offset 7");
+        // And an OS thread alone again.
+        let h = fs.client.open("hello", OREAD).unwrap();
+        assert_eq!(read_all(&h), b"hello, world\n");
+        fs.assert_no_problems();
+    });
+}
+
 /// While one thread waits for a reply, the other threads of its proc run.
 #[test]
 fn a_waiting_thread_leaves_its_proc_running() {

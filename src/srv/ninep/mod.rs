@@ -58,7 +58,11 @@
 //! were made, and a reader, which takes replies off it and hands each to
 //! the request that owns its tag. A request therefore never blocks its
 //! proc: a thread9 thread waits for its reply on a channel, so the other
-//! threads of its proc run meanwhile (a plain OS thread simply blocks).
+//! threads of its proc run meanwhile. A plain OS thread simply blocks, and
+//! if no one else is reading the socket it reads it itself while it
+//! waits, routing whatever replies come, so that its own reaches it
+//! without a hand-off between threads; the reader thread takes over when
+//! it leaves.
 //! While a request is outstanding the server may still answer it, so a
 //! thread waiting for one is never reported as deadlocked.
 //!
@@ -89,7 +93,7 @@ use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::fcall::{
     Dir, Fcall, IOHDRSZ, MAXWELEM, Msg, NOFID, NOTAG, OREAD, Qid, VERSION9P, decode_dirs,
@@ -180,6 +184,29 @@ struct Shared {
     backlog: Mutex<bool>,
     /// The largest message the reader accepts.
     msize: AtomicU32,
+    /// Who reads replies off the socket (see [`Reading`]).
+    reading: Mutex<Reading>,
+    /// Wakes the reader thread when there is reading to do.
+    wake_reader: Condvar,
+}
+
+/// The socket's incoming side, and who is reading it.
+///
+/// Whoever takes `replies` reads the socket and routes every reply it
+/// finds to its request, until it puts `replies` back. A caller on a
+/// plain OS thread takes it while it waits for its own reply, if no one
+/// else is reading: its reply then reaches it without a hand-off from
+/// another thread (a futex sleep and wake per request saved, the most
+/// expensive step of a small read). The reader thread reads whenever
+/// requests are outstanding and no such caller is; callers in programs
+/// never read themselves (a blocking read would stall their proc).
+struct Reading {
+    /// `None` while someone is reading.
+    replies: Option<Replies>,
+    /// The reader thread is waiting on `wake_reader`.
+    idle: bool,
+    /// The connection is being closed: read to the end.
+    closing: bool,
 }
 
 /// Tags and fids in use, and whether the connection still works.
@@ -251,6 +278,63 @@ impl Shared {
         }
         drop(t);
         self.out.close();
+        self.kick();
+    }
+
+    /// Wakes the reader thread if it waits while there may be reading to
+    /// do. The state it checks changed before this call; taking the lock
+    /// orders the change before its next check.
+    fn kick(&self) {
+        let r = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = r.idle;
+        drop(r);
+        if idle {
+            self.wake_reader.notify_one();
+        }
+    }
+
+    /// Reads one reply and routes it; the reason the connection is over if
+    /// that fails.
+    fn read_one(&self, replies: &mut Replies) -> Result<(), String> {
+        match replies.next(self.msize.load(Ordering::Relaxed)) {
+            Ok(Some(f)) => self.dispatch(f),
+            Ok(None) => Err("connection closed".into()),
+            Err(Bad::Message(e)) => Err(format!(
+                "connection closed: bad message from the server: {e}"
+            )),
+            Err(Bad::Io(e)) => Err(format!("connection closed: {e}")),
+        }
+    }
+
+    /// Reads replies until `chan` has the caller's, if no one else is
+    /// reading; `None` if someone is (they will route it to `chan`).
+    fn lead(&self, chan: &Chan<Msg>) -> Option<io::Result<Msg>> {
+        let mut replies = self
+            .reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replies
+            .take()?;
+        let failed = loop {
+            // The reply may have come before we took over.
+            if !chan.is_empty() {
+                break None;
+            }
+            if let Err(why) = self.read_one(&mut replies) {
+                break Some(why);
+            }
+        };
+        self.reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replies = Some(replies);
+        match failed {
+            Some(why) => self.fail(why),
+            // Others' replies may still be due: the reader thread takes
+            // over if so.
+            None => self.kick(),
+        }
+        Some(chan.nbrecv().map_err(|_| self.dead()))
     }
 
     fn alloc_fid(&self) -> u32 {
@@ -347,6 +431,13 @@ impl Shared {
     fn rpc_tagged(&self, msg: Msg, tag: Option<u16>) -> io::Result<Msg> {
         let chan = reply_chan();
         let tag = self.start(&msg, Slot::Wait(chan.clone()), tag)?;
+        if crate::thread::threads::current_program_id() == 0 {
+            if let Some(r) = self.lead(&chan) {
+                return r;
+            }
+        } else {
+            self.kick();
+        }
         let mut waiting = Waiting {
             shared: self,
             tag,
@@ -415,6 +506,7 @@ impl Shared {
         if self.post(frame).is_err() {
             self.fail("connection closed".into());
         }
+        self.kick();
         Abandon::Flushing(ftag)
     }
 
@@ -423,7 +515,9 @@ impl Shared {
     fn forget(&self, fid: u32) {
         let slot = Slot::Forget { fid: Some(fid) };
         // On a dead connection every fid is gone anyway.
-        let _ = self.start(&Msg::Tclunk { fid }, slot, None);
+        if self.start(&Msg::Tclunk { fid }, slot, None).is_ok() {
+            self.kick();
+        }
     }
 
     /// Routes a reply from the server. An error ends the connection.
@@ -687,33 +781,51 @@ fn writer(shared: Arc<Shared>, sock: OwnedFd) {
     unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR) };
 }
 
-/// The reader thread: hands each reply to its request until the
-/// connection ends.
-fn reader(shared: Arc<Shared>, sock: OwnedFd) {
-    let mut replies = Replies::new(sock);
-    let why = loop {
-        let max = shared.msize.load(Ordering::Relaxed);
-        match replies.next(max) {
-            Ok(Some(f)) => {
-                if let Err(why) = shared.dispatch(f) {
-                    break why;
-                }
+/// The reader thread: reads replies whenever some are due and no caller
+/// is reading, until the connection ends.
+fn reader(shared: Arc<Shared>) {
+    loop {
+        let mut r = shared.reading.lock().unwrap_or_else(|e| e.into_inner());
+        let mut replies = loop {
+            if shared.lock().dead.is_some() {
+                return;
             }
-            Ok(None) => break "connection closed".into(),
-            Err(Bad::Message(e)) => {
-                break format!("connection closed: bad message from the server: {e}");
+            if r.replies.is_some() && (r.closing || !shared.lock().slots.is_empty()) {
+                break r.replies.take().unwrap();
             }
-            Err(Bad::Io(e)) => break format!("connection closed: {e}"),
+            r.idle = true;
+            r = shared
+                .wake_reader
+                .wait(r)
+                .unwrap_or_else(|e| e.into_inner());
+            r.idle = false;
+        };
+        drop(r);
+        let result = shared.read_one(&mut replies);
+        shared
+            .reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replies = Some(replies);
+        if let Err(why) = result {
+            shared.fail(why);
+            return;
         }
-    };
-    shared.fail(why);
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         // The writer sends what is queued (clunks from dropped files),
-        // then shuts the socket down; the server clunks the rest.
+        // then shuts the socket down; the server clunks the rest. The
+        // reader reads to the end of the stream, and ends.
         self.shared.out.close();
+        self.shared
+            .reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closing = true;
+        self.shared.kick();
     }
 }
 
@@ -835,6 +947,12 @@ impl Client {
         let rd = fd.try_clone()?;
         let direct = fd.try_clone()?;
         let shared = Arc::new(Shared {
+            reading: Mutex::new(Reading {
+                replies: Some(Replies::new(rd)),
+                idle: false,
+                closing: false,
+            }),
+            wake_reader: Condvar::new(),
             sock: direct,
             backlog: Mutex::new(false),
             table: Mutex::new(Table {
@@ -861,7 +979,7 @@ impl Client {
         let s = shared.clone();
         if let Err(e) = std::thread::Builder::new()
             .name("thread9 9p reader".into())
-            .spawn(move || reader(s, rd))
+            .spawn(move || reader(s))
         {
             shared.fail("connection closed: no reader thread".into());
             return Err(e);
