@@ -37,10 +37,17 @@ fn timed(name: &str, runs: usize, n: u64, unit: &str, scale: f64, f: impl Fn(u64
     report(name, median(v), unit);
 }
 
-fn pingpong_thread(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
+/// Runs `f` as the first thread of a program of its own and gives what
+/// it returns.
+fn in_program<T: Copy + 'static>(f: impl FnOnce() -> T + 'static) -> T {
+    let out = Rc::new(Cell::new(None));
     let o = out.clone();
-    run(move || {
+    run(move || o.set(Some(f()))).unwrap();
+    out.get().expect("the program's first thread returned")
+}
+
+fn pingpong_thread(n: u64) -> Duration {
+    in_program(move || {
         let (a, b) = (Chan::<u64>::new(0), Chan::<u64>::new(0));
         let (a2, b2) = (a.clone(), b.clone());
         threadcreate(
@@ -56,35 +63,28 @@ fn pingpong_thread(n: u64) -> Duration {
             a.send(i).unwrap();
             b.recv().unwrap();
         }
-        o.set(t.elapsed());
+        let result = t.elapsed();
         a.close();
+        result
     })
-    .unwrap();
-    out.get()
 }
 
 /// Diagnostic: a send and a receive that never block (one thread, a
 /// buffered channel): the cost of the channel work alone.
 fn chan_nonblocking(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let c = Chan::<u64>::new(1);
         let t = Instant::now();
         for i in 0..n {
             c.send(i).unwrap();
             std::hint::black_box(c.recv().unwrap());
         }
-        o.set(t.elapsed());
+        t.elapsed()
     })
-    .unwrap();
-    out.get()
 }
 
 fn yield_pingpong(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         threadcreate(
             move || {
                 for _ in 0..n {
@@ -97,16 +97,12 @@ fn yield_pingpong(n: u64) -> Duration {
         for _ in 0..n {
             threadyield();
         }
-        o.set(t.elapsed());
+        t.elapsed()
     })
-    .unwrap();
-    out.get()
 }
 
 fn alt_pingpong(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let (a, b, quiet) = (
             Chan::<u64>::new(0),
             Chan::<u64>::new(0),
@@ -136,17 +132,14 @@ fn alt_pingpong(n: u64) -> Duration {
             alt.recv(&b, &mut x).recv(&quiet, &mut y);
             alt.alt().unwrap();
         }
-        o.set(t.elapsed());
+        let result = t.elapsed();
         a.close();
+        result
     })
-    .unwrap();
-    out.get()
 }
 
 fn pingpong_proc(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let (a, b) = (Chan::<u64>::new(0), Chan::<u64>::new(0));
         let (a2, b2) = (a.clone(), b.clone());
         proccreate(
@@ -165,17 +158,14 @@ fn pingpong_proc(n: u64) -> Duration {
             a.send(i).unwrap();
             b.recv().unwrap();
         }
-        o.set(t.elapsed());
+        let result = t.elapsed();
         a.close();
+        result
     })
-    .unwrap();
-    out.get()
 }
 
 fn spawn(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let done = Rc::new(Cell::new(0u64));
         // Warm the proc's stack cache, as a long-running program has it.
         for _ in 0..64 {
@@ -193,11 +183,10 @@ fn spawn(n: u64) -> Duration {
             threadyield();
             left -= k;
         }
-        o.set(t.elapsed());
+        let result = t.elapsed();
         assert_eq!(done.get(), n);
+        result
     })
-    .unwrap();
-    out.get()
 }
 
 /// The tprimes sieve, counting instead of printing. Stops at the `count`th
@@ -240,9 +229,7 @@ fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
 /// yield, so the other is always waiting when it is released and every
 /// acquisition is a hand-off. Reports the time per hand-off.
 fn qlock_thread(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let lock = Rc::new(QLock::new(0u64));
         let (l2, done) = (lock.clone(), Chan::new(1));
         let d = done.clone();
@@ -264,17 +251,14 @@ fn qlock_thread(n: u64) -> Duration {
             threadyield();
         }
         done.recv().unwrap();
-        o.set(t.elapsed() / 2);
+        let result = t.elapsed() / 2;
         assert_eq!(*lock.lock(), 2 * n);
+        result
     })
-    .unwrap();
-    out.get()
 }
 
 fn iocall(n: u64) -> Duration {
-    let out = Rc::new(Cell::new(Duration::ZERO));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let io = Ioproc::new();
         for _ in 0..1000 {
             io.call(|| ());
@@ -283,10 +267,8 @@ fn iocall(n: u64) -> Duration {
         for _ in 0..n {
             io.call(|| ());
         }
-        o.set(t.elapsed());
+        t.elapsed()
     })
-    .unwrap();
-    out.get()
 }
 
 const RELAY_CHUNK: usize = 1 << 20;
@@ -310,9 +292,7 @@ fn relay_pipe() -> (OwnedFd, OwnedFd) {
 /// exactly as `plain_relay` does it with plain calls: the ratio of the two
 /// is what the ioproc costs. Returns GB/s.
 fn ioproc_relay(total: usize) -> f64 {
-    let out = Rc::new(Cell::new(0f64));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let (r, w) = relay_pipe();
         let io = Ioproc::new();
         let wbuf = vec![7u8; RELAY_CHUNK];
@@ -327,10 +307,8 @@ fn ioproc_relay(total: usize) -> f64 {
             }
             moved += n;
         }
-        o.set(total as f64 / t.elapsed().as_secs_f64() / 1e9);
+        total as f64 / t.elapsed().as_secs_f64() / 1e9
     })
-    .unwrap();
-    out.get()
 }
 
 /// `total` bytes through a pipe: a writer thread and a reader thread of one
@@ -338,9 +316,7 @@ fn ioproc_relay(total: usize) -> f64 {
 /// parallel. Returns GB/s. (Slower than one core doing both: the data
 /// crosses between the cores' caches.)
 fn ioproc_relay_parallel(total: usize) -> f64 {
-    let out = Rc::new(Cell::new(0f64));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let (r, w) = relay_pipe();
         let done = Chan::new(0);
         let d = done.clone();
@@ -369,10 +345,8 @@ fn ioproc_relay_parallel(total: usize) -> f64 {
         }
         done.recv().unwrap();
         assert_eq!(got, total);
-        o.set(total as f64 / t.elapsed().as_secs_f64() / 1e9);
+        total as f64 / t.elapsed().as_secs_f64() / 1e9
     })
-    .unwrap();
-    out.get()
 }
 
 /// The same bytes through a pipe with plain read and write in one thread,
@@ -407,9 +381,7 @@ fn rss_bytes() -> u64 {
 /// In a child process: a million threads blocked in recv at once, then all
 /// released. Prints the RSS per thread.
 fn idle_child(n: u64) {
-    let out = Rc::new(Cell::new(0f64));
-    let o = out.clone();
-    run(move || {
+    let result = in_program(move || {
         let c = Chan::<u64>::new(0);
         let alive = Rc::new(Cell::new(0u64));
         let before = rss_bytes();
@@ -428,13 +400,13 @@ fn idle_child(n: u64) {
         threadyield(); // every new thread runs once and blocks in recv
         assert_eq!(alive.get(), n, "all threads alive and blocked at once");
         let after = rss_bytes();
-        o.set((after - before) as f64 / n as f64);
+        let result = (after - before) as f64 / n as f64;
         c.close();
         threadyield();
         assert_eq!(alive.get(), 0);
-    })
-    .unwrap();
-    println!("{}", out.get());
+        result
+    });
+    println!("{result}");
 }
 
 fn idle_threads(n: u64) -> f64 {
@@ -455,9 +427,7 @@ fn idle_threads(n: u64) -> f64 {
 /// receiving its Waitmsg, and as many of std's `Command::status()` on
 /// `true`, in one program; microseconds per round, (ours, std).
 fn spawn_wait(n: u32) -> (f64, f64) {
-    let out = Rc::new(Cell::new((0.0, 0.0)));
-    let o = out.clone();
-    run(move || {
+    in_program(move || {
         let wc = thread9::threadwaitchan();
         let spawned = || {
             let pid = thread9::threadspawn(std::process::Command::new("true")).unwrap();
@@ -483,10 +453,8 @@ fn spawn_wait(n: u32) -> (f64, f64) {
             std += t.elapsed();
         }
         let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
-        o.set((us(ours), us(std)));
+        (us(ours), us(std))
     })
-    .unwrap();
-    out.get()
 }
 
 /// A served srv directory with one file, "f", answered at once by a

@@ -73,7 +73,11 @@ const MSIZE: u32 = 8192;
 
 impl Raw {
     fn connect(f: &Fixture) -> Raw {
-        let s = UnixStream::connect(&f.sock).unwrap();
+        Raw::connect_path(&f.sock)
+    }
+
+    fn connect_path(p: &std::path::Path) -> Raw {
+        let s = UnixStream::connect(p).unwrap();
         // A hang is a failure, not a stuck test run.
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         Raw {
@@ -84,7 +88,11 @@ impl Raw {
 
     /// Connected, versioned and attached as fid 0.
     fn session(f: &Fixture) -> Raw {
-        let mut c = Raw::connect(f);
+        Raw::session_path(&f.sock)
+    }
+
+    fn session_path(p: &std::path::Path) -> Raw {
+        let mut c = Raw::connect_path(p);
         assert_eq!(
             c.rpc(
                 NOTAG,
@@ -1577,25 +1585,8 @@ fn server_threads_show_in_dumps() {
         let d = done.clone();
         let s2 = sock.clone();
         std::thread::spawn(move || {
-            let mut c = Raw::connect_path(&s2);
-            c.send(
-                NOTAG,
-                Msg::Tversion {
-                    msize: MSIZE,
-                    version: "9P2000".into(),
-                },
-            );
-            c.recv();
-            c.send(1, attach(0));
-            c.recv();
-            c.walk(0, 1, &["f"]);
-            c.rpc(
-                3,
-                Msg::Topen {
-                    fid: 1,
-                    mode: OREAD,
-                },
-            );
+            let mut c = Raw::session_path(&s2);
+            c.open(1, "f", OREAD);
             c.send(
                 4,
                 Msg::Tread {
@@ -1624,17 +1615,6 @@ fn server_threads_show_in_dumps() {
         "9p read f tag 4",
     ] {
         assert!(dump.contains(want), "{want:?} not in dump:\n{dump}");
-    }
-}
-
-impl Raw {
-    fn connect_path(p: &std::path::Path) -> Raw {
-        let s = UnixStream::connect(p).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        Raw {
-            w: s.try_clone().unwrap(),
-            r: BufReader::new(s),
-        }
     }
 }
 
@@ -1952,25 +1932,8 @@ fn dropping_the_srv_ends_its_procs() {
                 .unwrap();
             srv.announce("tcp!127.0.0.1!0").unwrap();
             // A client connected, with a file open and a read held.
-            let mut c = Raw::connect_path(&tmp.0.join("s"));
-            c.send(
-                NOTAG,
-                Msg::Tversion {
-                    msize: MSIZE,
-                    version: "9P2000".into(),
-                },
-            );
-            c.recv();
-            c.send(1, attach(0));
-            c.recv();
-            c.walk(0, 1, &["f"]);
-            c.rpc(
-                3,
-                Msg::Topen {
-                    fid: 1,
-                    mode: OREAD,
-                },
-            );
+            let mut c = Raw::session_path(&tmp.0.join("s"));
+            c.open(1, "f", OREAD);
             c.send(
                 4,
                 Msg::Tread {
