@@ -81,31 +81,13 @@ pub(crate) fn read(
     (offset, count, fid): (u64, usize, Fid),
 ) {
     name("read", &e, tag);
-    let cancelled = || conn.cancelled(tag, id);
     let rc: Rread = Chan::new(1);
-    let reply = match offer(
-        &e.read,
-        (offset, count, fid, Some(rc.clone())),
-        &e.gone,
-        &cancelled,
-    ) {
-        Wait::Got(()) => match answer(&rc, &e.gone, &cancelled) {
-            Wait::Got(Ok(mut data)) => {
-                data.truncate(count);
-                Some(Msg::Rread { data })
-            }
-            Wait::Got(Err(ename)) => Some(Msg::Rerror { ename }),
-            Wait::Hungup => Some(hungup()),
-            Wait::Cancelled => None,
-        },
-        Wait::Hungup => Some(hungup()),
-        Wait::Cancelled => None,
-    };
-    if reply.is_some() {
-        // Answered: a second reply from the server fails instead of
-        // filling the buffer of a channel no one reads.
-        rc.close();
-    }
+    let req = (offset, count, fid, Some(rc.clone()));
+    let cancelled = || conn.cancelled(tag, id);
+    let reply = carry(&e.read, req, &rc, &e.gone, &cancelled, |mut data| {
+        data.truncate(count);
+        Msg::Rread { data }
+    });
     conn.finish(tag, id, reply);
 }
 
@@ -118,20 +100,32 @@ pub(crate) fn write(
     (offset, data, fid): (u64, Vec<u8>, Fid),
 ) {
     name("write", &e, tag);
-    let cancelled = || conn.cancelled(tag, id);
     let len = data.len();
     let wc: Rwrite = Chan::new(1);
-    let reply = match offer(
-        &e.write,
-        (offset, data, fid, Some(wc.clone())),
-        &e.gone,
-        &cancelled,
-    ) {
-        Wait::Got(()) => match answer(&wc, &e.gone, &cancelled) {
-            Wait::Got(Ok(n)) => Some(Msg::Rwrite {
-                // usize ≥ 0 always; more than was offered means all of it.
-                count: n.min(len) as u32,
-            }),
+    let req = (offset, data, fid, Some(wc.clone()));
+    let cancelled = || conn.cancelled(tag, id);
+    let reply = carry(&e.write, req, &wc, &e.gone, &cancelled, |n| Msg::Rwrite {
+        // usize ≥ 0 always; more than was offered means all of it.
+        count: n.min(len) as u32,
+    });
+    conn.finish(tag, id, reply);
+}
+
+/// Offers `req` on `c` and waits for the server's answer on `reply`
+/// (which `req` carries). Gives the client's reply: `ok` of the answer,
+/// the server's error, or the hang-up; nothing if the request was
+/// cancelled.
+fn carry<Q, A>(
+    c: &Chan<Q>,
+    req: Q,
+    reply: &Chan<Result<A, String>>,
+    gone: &Chan<()>,
+    cancelled: &dyn Fn() -> bool,
+    ok: impl FnOnce(A) -> Msg,
+) -> Option<Msg> {
+    let msg = match offer(c, req, gone, cancelled) {
+        Wait::Got(()) => match answer(reply, gone, cancelled) {
+            Wait::Got(Ok(a)) => Some(ok(a)),
             Wait::Got(Err(ename)) => Some(Msg::Rerror { ename }),
             Wait::Hungup => Some(hungup()),
             Wait::Cancelled => None,
@@ -139,10 +133,12 @@ pub(crate) fn write(
         Wait::Hungup => Some(hungup()),
         Wait::Cancelled => None,
     };
-    if reply.is_some() {
-        wc.close();
+    if msg.is_some() {
+        // Answered: a second reply from the server fails instead of
+        // filling the buffer of a channel no one reads.
+        reply.close();
     }
-    conn.finish(tag, id, reply);
+    msg
 }
 
 /// The client closed open `fid`: `(0, 0, fid, None)` on read, then
