@@ -398,6 +398,26 @@ impl Conn {
         Ok((f.node.clone(), o.id))
     }
 
+    /// Hands request `tag` on file `e` to a thread of its own, `run`
+    /// (given the connection, the request's id and `e`), which waits for the
+    /// file's server and replies; `None` then. A file whose server has
+    /// gone is answered at once.
+    fn spawn_request(
+        self: &Rc<Self>,
+        tag: u16,
+        e: Arc<Entry>,
+        run: impl FnOnce(Rc<Conn>, u64, Arc<Entry>) + 'static,
+    ) -> Option<Msg> {
+        if e.is_gone() {
+            return Some(rerror(E_HUNGUP));
+        }
+        let c = self.clone();
+        let req = self.new_request();
+        let t = threadcreate(move || run(c, req, e), REQUEST_STACK);
+        self.hold(tag, req, t);
+        None
+    }
+
     /// Tread: a directory read is answered here; a file read goes to the
     /// file's server in a thread of its own, and is answered by that.
     fn read(self: &Rc<Self>, tag: u16, fid: u32, offset: u64, count: u32) -> Option<Msg> {
@@ -408,19 +428,9 @@ impl Conn {
         let count = count.min(self.iounit());
         match node {
             Node::Root => Some(self.read_dir(fid, offset, count)),
-            Node::File(e) => {
-                if e.is_gone() {
-                    return Some(rerror(E_HUNGUP));
-                }
-                let c = self.clone();
-                let req = self.new_request();
-                let t = threadcreate(
-                    move || request::read(c, tag, req, e, (offset, count as usize, id)),
-                    REQUEST_STACK,
-                );
-                self.hold(tag, req, t);
-                None
-            }
+            Node::File(e) => self.spawn_request(tag, e, move |c, req, e| {
+                request::read(c, tag, req, e, (offset, count as usize, id))
+            }),
         }
     }
 
@@ -431,19 +441,9 @@ impl Conn {
         };
         match node {
             Node::Root => Some(rerror("is a directory")),
-            Node::File(e) => {
-                if e.is_gone() {
-                    return Some(rerror(E_HUNGUP));
-                }
-                let c = self.clone();
-                let req = self.new_request();
-                let t = threadcreate(
-                    move || request::write(c, tag, req, e, (offset, data, id)),
-                    REQUEST_STACK,
-                );
-                self.hold(tag, req, t);
-                None
-            }
+            Node::File(e) => self.spawn_request(tag, e, move |c, req, e| {
+                request::write(c, tag, req, e, (offset, data, id))
+            }),
         }
     }
 
