@@ -252,6 +252,11 @@ impl Shared {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn reading(&self) -> MutexGuard<'_, Reading> {
+        // As for `lock`.
+        self.reading.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The error for a request on a dead connection.
     fn dead(&self) -> io::Error {
         let why = self.lock().dead.clone();
@@ -285,9 +290,7 @@ impl Shared {
     /// do. The state it checks changed before this call; taking the lock
     /// orders the change before its next check.
     fn kick(&self) {
-        let r = self.reading.lock().unwrap_or_else(|e| e.into_inner());
-        let idle = r.idle;
-        drop(r);
+        let idle = self.reading().idle;
         if idle {
             self.wake_reader.notify_one();
         }
@@ -309,12 +312,7 @@ impl Shared {
     /// Reads replies until `chan` has the caller's, if no one else is
     /// reading; `None` if someone is (they will route it to `chan`).
     fn lead(&self, chan: &Chan<Msg>) -> Option<io::Result<Msg>> {
-        let mut replies = self
-            .reading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replies
-            .take()?;
+        let mut replies = self.reading().replies.take()?;
         let failed = loop {
             // The reply may have come before we took over.
             if !chan.is_empty() {
@@ -324,10 +322,7 @@ impl Shared {
                 break Some(why);
             }
         };
-        self.reading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replies = Some(replies);
+        self.reading().replies = Some(replies);
         match failed {
             Some(why) => self.fail(why),
             // Others' replies may still be due: the reader thread takes
@@ -785,12 +780,15 @@ fn writer(shared: Arc<Shared>, sock: OwnedFd) {
 /// is reading, until the connection ends.
 fn reader(shared: Arc<Shared>) {
     loop {
-        let mut r = shared.reading.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = shared.reading();
         let mut replies = loop {
-            if shared.lock().dead.is_some() {
+            let t = shared.lock();
+            if t.dead.is_some() {
                 return;
             }
-            if r.replies.is_some() && (r.closing || !shared.lock().slots.is_empty()) {
+            let due = !t.slots.is_empty();
+            drop(t);
+            if r.replies.is_some() && (r.closing || due) {
                 break r.replies.take().unwrap();
             }
             r.idle = true;
@@ -802,11 +800,7 @@ fn reader(shared: Arc<Shared>) {
         };
         drop(r);
         let result = shared.read_one(&mut replies);
-        shared
-            .reading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replies = Some(replies);
+        shared.reading().replies = Some(replies);
         if let Err(why) = result {
             shared.fail(why);
             return;
@@ -820,11 +814,7 @@ impl Drop for Conn {
         // then shuts the socket down; the server clunks the rest. The
         // reader reads to the end of the stream, and ends.
         self.shared.out.close();
-        self.shared
-            .reading
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closing = true;
+        self.shared.reading().closing = true;
         self.shared.kick();
     }
 }
