@@ -57,7 +57,8 @@
 //!
 //! Files: `device` (the `Srv` handle, posting and listening), `file2chan`
 //! (`FileIO`), `tree` (the directory), `conn` (a 9P connection and its
-//! messages), `request` (the threads that wait on a `FileIO`), `wire`
+//! messages), `request` (the threads that wait on a `FileIO`), `frames`
+//! (cutting messages out of a stream, for server and client), `wire`
 //! (reading and writing messages), `ns` (the namespace directory),
 //! [`fcall`] (the 9P2000 codec) and [`ninep`] (the client).
 
@@ -65,6 +66,7 @@ mod conn;
 mod device;
 pub mod fcall;
 mod file2chan;
+mod frames;
 pub mod ninep;
 mod ns;
 mod request;

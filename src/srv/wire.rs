@@ -1,9 +1,9 @@
 //! A connection's byte stream: frames in through an ioproc, replies out
 //! without ever blocking the connection's proc.
 //!
-//! Input: [`Input`] reads as much as the socket has into one buffer and
-//! cuts whole messages out of it, so a client that sends many requests at
-//! once costs one ioproc call, not one per message.
+//! Input: [`Input`] reads as much as the socket has into one buffer
+//! ([`Frames`]) and cuts whole messages out of it, so a client that sends
+//! many requests at once costs one ioproc call, not one per message.
 //!
 //! Output: [`Out::send`] first tries to write the reply at once with a
 //! non-blocking `sendmsg` (one system call, no hand-off: the common case).
@@ -17,26 +17,20 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use super::fcall::{Fcall, FcallError, Msg, RREAD, frame_size};
+use super::fcall::{Fcall, FcallError, Msg, RREAD};
+use super::frames::{Frames, Next};
 use crate::channel::Chan;
 use crate::ioproc::Ioproc;
 
-/// The read buffer: large enough for many small messages per call.
-const INPUT_BUFFER: usize = 64 * 1024;
-
 /// Incoming bytes not yet cut into messages.
 pub(crate) struct Input {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    frames: Frames,
 }
 
 impl Input {
     pub(crate) fn new() -> Input {
         Input {
-            buf: vec![0; INPUT_BUFFER],
-            start: 0,
-            end: 0,
+            frames: Frames::new("message"),
         }
     }
 
@@ -48,61 +42,23 @@ impl Input {
         fd: &OwnedFd,
         max: u32,
     ) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            let have = self.end - self.start;
-            if have >= 4 {
-                let header: [u8; 4] = self.buf[self.start..self.start + 4].try_into().unwrap();
-                let size = frame_size(header, max)? as usize;
-                if have >= size {
-                    let frame = self.buf[self.start..self.start + size].to_vec();
-                    self.start += size;
-                    return Ok(Some(frame));
+        let frames = &mut self.frames;
+        match frames.next(max, 4, |buf| io.read(fd, buf))? {
+            None => Ok(None),
+            Some(Next::Whole(frame)) => Ok(Some(frame.to_vec())),
+            // Bigger than the buffer: read the rest of it straight into its
+            // own allocation (already checked against the msize).
+            Some(Next::Big { head, size }) => {
+                let have = head.len();
+                let mut frame = vec![0; size];
+                frame[..have].copy_from_slice(head);
+                let n = io.readn(fd, &mut frame[have..])?;
+                if have + n < size {
+                    return Err(self.frames.eof(have + n, Some(size)));
                 }
-                if size > self.buf.len() {
-                    return self.big(io, fd, size).map(Some);
-                }
+                Ok(Some(frame))
             }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let n = io.read(fd, &mut self.buf[self.end..])?;
-            if n == 0 {
-                if self.end == 0 {
-                    return Ok(None);
-                }
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "end of stream inside a message ({} bytes of it read)",
-                        self.end
-                    ),
-                ));
-            }
-            self.end += n;
         }
-    }
-
-    /// A message bigger than the buffer: read the rest of it straight into
-    /// its own allocation (already checked against the msize).
-    fn big(&mut self, io: &Ioproc, fd: &OwnedFd, size: usize) -> io::Result<Vec<u8>> {
-        let have = self.end - self.start;
-        let mut frame = vec![0; size];
-        frame[..have].copy_from_slice(&self.buf[self.start..self.end]);
-        self.start = 0;
-        self.end = 0;
-        let n = io.readn(fd, &mut frame[have..])?;
-        if have + n < size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "end of stream inside a message ({} of {size} bytes read)",
-                    have + n
-                ),
-            ));
-        }
-        Ok(frame)
     }
 }
 

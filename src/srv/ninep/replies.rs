@@ -9,20 +9,16 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::srv::fcall::{Fcall, Msg, RREAD, frame_size};
-
-/// The read buffer: room for many small replies per system call.
-const BUFFER: usize = 64 * 1024;
+use crate::srv::fcall::{Fcall, Msg, RREAD};
+use crate::srv::frames::{Frames, Next};
 
 /// An `Rread`'s header: size[4] type[1] tag[2] count[4].
 const RREAD_HEAD: usize = 11;
 
-/// Incoming bytes not yet cut into replies.
+/// The socket's incoming side.
 pub(super) struct Replies {
     sock: OwnedFd,
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
+    frames: Frames,
 }
 
 /// Why [`Replies::next`] stopped: the stream failed, or the server sent
@@ -42,84 +38,77 @@ impl Replies {
     pub(super) fn new(sock: OwnedFd) -> Replies {
         Replies {
             sock,
-            buf: vec![0; BUFFER].into_boxed_slice(),
-            start: 0,
-            end: 0,
+            frames: Frames::new("reply"),
         }
     }
 
     /// The next reply, of at most `max` bytes; `None` at a clean end of
     /// stream. After an error the stream is out of step.
     pub(super) fn next(&mut self, max: u32) -> Result<Option<Fcall>, Bad> {
-        loop {
-            let have = self.end - self.start;
-            if have >= 4 {
-                let header: [u8; 4] = self.buf[self.start..self.start + 4].try_into().unwrap();
-                let size = frame_size(header, max).map_err(io::Error::from)? as usize;
-                if have >= size {
-                    let frame = &self.buf[self.start..self.start + size];
-                    self.start += size;
-                    return decode(frame).map(Some);
-                }
-                // A reply bigger than the buffer, once its header is in.
-                if size > self.buf.len() && have >= RREAD_HEAD {
-                    return self.big(size).map(Some);
-                }
-            }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let n = read(&self.sock, &mut self.buf[self.end..])?;
-            if n == 0 {
-                if self.end == 0 {
-                    return Ok(None);
-                }
-                return Err(Bad::Io(eof(self.end, None)));
-            }
-            self.end += n;
-        }
-    }
-
-    /// A reply of `size` bytes, more than the buffer holds, whose first
-    /// [`RREAD_HEAD`] bytes are buffered.
-    fn big(&mut self, size: usize) -> Result<Fcall, Bad> {
-        let head = &self.buf[self.start..self.end];
+        let sock = &self.sock;
+        let next = self.frames.next(max, RREAD_HEAD, |buf| read(sock, buf))?;
+        let (head, size) = match next {
+            None => return Ok(None),
+            Some(Next::Whole(frame)) => return decode(frame).map(Some),
+            Some(Next::Big { head, size }) => (head, size),
+        };
         let count = u32::from_le_bytes(head[7..11].try_into().unwrap()) as usize;
         if head[4] == RREAD && RREAD_HEAD + count == size {
             let tag = u16::from_le_bytes([head[5], head[6]]);
             let mut data = Vec::with_capacity(count);
             data.extend_from_slice(&head[RREAD_HEAD..]);
-            self.start = 0;
-            self.end = 0;
-            fill(&self.sock, &mut data, count, RREAD_HEAD, size)?;
-            return Ok(Fcall {
+            self.fill(&mut data, count, RREAD_HEAD, size)?;
+            return Ok(Some(Fcall {
                 tag,
                 msg: Msg::Rread { data },
-            });
+            }));
         }
         // Anything else this big is rare (a huge stat): read it whole.
         let mut frame = Vec::with_capacity(size);
         frame.extend_from_slice(head);
-        self.start = 0;
-        self.end = 0;
-        fill(&self.sock, &mut frame, size, 0, size)?;
-        decode(&frame)
+        self.fill(&mut frame, size, 0, size)?;
+        decode(&frame).map(Some)
+    }
+
+    /// Reads until `v` holds `want` bytes (`want <= v.capacity()`),
+    /// straight into its spare capacity, so the bytes are never zeroed or
+    /// copied first. `v` holds a reply of `size` bytes from byte `skip` on
+    /// (for messages).
+    fn fill(&self, v: &mut Vec<u8>, want: usize, skip: usize, size: usize) -> io::Result<()> {
+        assert!(want <= v.capacity());
+        while v.len() < want {
+            let len = v.len();
+            let spare = &mut v.spare_capacity_mut()[..want - len];
+            // SAFETY: `spare` is valid for writes of `spare.len()` bytes
+            // (read only writes bytes; it never reads the uninitialized
+            // ones), and `sock` is open for the call.
+            let n = unsafe {
+                libc::read(
+                    self.sock.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(self.frames.eof(skip + v.len(), Some(size)));
+            }
+            // SAFETY: read initialized the first `n` bytes of the spare
+            // capacity (n <= spare.len(), so within capacity).
+            unsafe { v.set_len(len + n as usize) };
+        }
+        Ok(())
     }
 }
 
 fn decode(frame: &[u8]) -> Result<Fcall, Bad> {
     Fcall::decode(frame).map_err(|e| Bad::Message(e.to_string()))
-}
-
-/// End of stream inside a reply, `got` bytes of it (of `size`) read.
-fn eof(got: usize, size: Option<usize>) -> io::Error {
-    let of = size.map(|s| format!(" of {s}")).unwrap_or_default();
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("end of stream inside a reply ({got}{of} bytes of it read)"),
-    )
 }
 
 /// One blocking read into `buf`, retried when interrupted.
@@ -138,39 +127,11 @@ fn read(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Reads until `v` holds `want` bytes (`want <= v.capacity()`), straight
-/// into its spare capacity, so the bytes are never zeroed or copied first.
-/// `v` holds a reply of `size` bytes from byte `skip` on (for messages).
-fn fill(sock: &OwnedFd, v: &mut Vec<u8>, want: usize, skip: usize, size: usize) -> io::Result<()> {
-    assert!(want <= v.capacity());
-    while v.len() < want {
-        let len = v.len();
-        let spare = &mut v.spare_capacity_mut()[..want - len];
-        // SAFETY: `spare` is valid for writes of `spare.len()` bytes (read
-        // only writes bytes; it never reads the uninitialized ones), and
-        // `sock` is open for the call.
-        let n = unsafe { libc::read(sock.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(eof(skip + v.len(), Some(size)));
-        }
-        // SAFETY: read initialized the first `n` bytes of the spare
-        // capacity (n <= spare.len(), so within capacity).
-        unsafe { v.set_len(len + n as usize) };
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::srv::fcall::{Dir, Qid};
+    use crate::srv::frames::BUFFER;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
