@@ -1,5 +1,8 @@
 //! threadint, threadkill, groups, threadpid, threaddata and procdata.
 
+mod common;
+
+use common::Count;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,13 +145,6 @@ fn threadint_does_not_touch_a_thread_that_is_not_blocked() {
         threadkill(9999);
     })
     .unwrap();
-}
-
-struct Count(Arc<AtomicUsize>);
-impl Drop for Count {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 #[test]

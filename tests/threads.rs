@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::Count;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -179,13 +181,6 @@ fn procs_are_os_threads() {
         assert_eq!(a, b);
     })
     .unwrap();
-}
-
-struct Count(Arc<AtomicUsize>);
-impl Drop for Count {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 #[test]

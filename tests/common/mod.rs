@@ -75,3 +75,13 @@ pub fn reported(o: &Output, prefix: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Counts its drops on the shared counter: proves a value was dropped
+/// (unwound, not leaked).
+pub struct Count(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
