@@ -78,22 +78,19 @@ impl Frames {
                 if self.end == 0 {
                     return Ok(None);
                 }
-                return Err(self.eof(self.end, None));
+                return Err(eof(self.what, self.end, None));
             }
             self.end += n;
         }
     }
+}
 
-    /// End of stream inside a message, `got` bytes of it (of `size`)
-    /// read.
-    pub(crate) fn eof(&self, got: usize, size: Option<usize>) -> io::Error {
-        let of = size.map(|s| format!(" of {s}")).unwrap_or_default();
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "end of stream inside a {} ({got}{of} bytes of it read)",
-                self.what
-            ),
-        )
-    }
+/// End of stream inside a `what` ("message", "reply"), `got` bytes of it
+/// (of `size`) read.
+pub(crate) fn eof(what: &str, got: usize, size: Option<usize>) -> io::Error {
+    let of = size.map(|s| format!(" of {s}")).unwrap_or_default();
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("end of stream inside a {what} ({got}{of} bytes of it read)"),
+    )
 }

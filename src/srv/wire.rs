@@ -11,6 +11,7 @@
 //! finishes it with its own ioproc; while anything is queued, later replies
 //! queue behind it, so replies never interleave on the wire.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
@@ -18,7 +19,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use super::fcall::{Fcall, FcallError, Msg, RREAD};
-use super::frames::{Frames, Next};
+use super::frames::{Frames, Next, eof};
 use crate::channel::Chan;
 use crate::ioproc::Ioproc;
 
@@ -34,18 +35,19 @@ impl Input {
         }
     }
 
-    /// The next whole message, at most `max` bytes; `None` at a clean end
-    /// of stream. An error leaves the stream out of step: close it.
+    /// The next whole message, at most `max` bytes, borrowed from the
+    /// buffer when it fits there; `None` at a clean end of stream. An error
+    /// leaves the stream out of step: close it.
     pub(crate) fn next(
         &mut self,
         io: &Ioproc,
         fd: &OwnedFd,
         max: u32,
-    ) -> io::Result<Option<Vec<u8>>> {
+    ) -> io::Result<Option<Cow<'_, [u8]>>> {
         let frames = &mut self.frames;
         match frames.next(max, 4, |buf| io.read(fd, buf))? {
             None => Ok(None),
-            Some(Next::Whole(frame)) => Ok(Some(frame.to_vec())),
+            Some(Next::Whole(frame)) => Ok(Some(Cow::Borrowed(frame))),
             // Bigger than the buffer: read the rest of it straight into its
             // own allocation (already checked against the msize).
             Some(Next::Big { head, size }) => {
@@ -54,9 +56,9 @@ impl Input {
                 frame[..have].copy_from_slice(head);
                 let n = io.readn(fd, &mut frame[have..])?;
                 if have + n < size {
-                    return Err(self.frames.eof(have + n, Some(size)));
+                    return Err(eof("message", have + n, Some(size)));
                 }
-                Ok(Some(frame))
+                Ok(Some(Cow::Owned(frame)))
             }
         }
     }

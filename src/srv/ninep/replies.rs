@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::srv::fcall::{Fcall, Msg, RREAD};
-use crate::srv::frames::{Frames, Next};
+use crate::srv::frames::{Frames, Next, eof};
 
 /// An `Rread`'s header: size[4] type[1] tag[2] count[4].
 const RREAD_HEAD: usize = 11;
@@ -97,7 +97,7 @@ impl Replies {
                 return Err(e);
             }
             if n == 0 {
-                return Err(self.frames.eof(skip + v.len(), Some(size)));
+                return Err(eof("reply", skip + v.len(), Some(size)));
             }
             // SAFETY: read initialized the first `n` bytes of the spare
             // capacity (n <= spare.len(), so within capacity).
