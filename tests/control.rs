@@ -3,7 +3,7 @@
 mod common;
 
 use common::Count;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -143,6 +143,126 @@ fn threadint_does_not_touch_a_thread_that_is_not_blocked() {
         threadint(id);
         threadint(9999);
         threadkill(9999);
+    })
+    .unwrap();
+}
+
+#[test]
+fn threadint_of_a_running_thread_of_another_proc_does_not_reach_its_next_wait() {
+    run(|| {
+        let go = Arc::new(AtomicBool::new(false));
+        let (c, ids, out) = (Chan::new(0), Chan::new(1), Chan::new(1));
+        let (g, d, i, o) = (go.clone(), c.clone(), ids.clone(), out.clone());
+        proccreate(
+            move || {
+                i.send(threadid()).unwrap(); // buffered: never waits
+                // Running, in no wait, until told to go on.
+                while !g.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+                o.send(d.recv()).unwrap();
+            },
+            0,
+        );
+        let id = ids.recv().unwrap();
+        threadint(id);
+        go.store(true, Ordering::SeqCst);
+        c.send(7).unwrap();
+        assert_eq!(out.recv().unwrap(), Ok(7));
+    })
+    .unwrap();
+}
+
+/// An interrupt and a partner may go for the same wait at once, from
+/// different procs: exactly one of them must get it. A sender that is
+/// interrupted keeps its value and sends it again, so the receiver must see
+/// every value exactly once, in order: a value lost or seen twice means
+/// both won.
+#[test]
+fn interrupts_racing_with_partners_across_procs_lose_and_repeat_nothing() {
+    const N: u64 = 20_000;
+    let _hang = common::watchdog("interrupts racing with partners", 120);
+    run(|| {
+        let (c, quiet) = (Chan::<u64>::new(0), Chan::<u64>::new(0));
+        let (ids, out) = (Chan::new(2), Chan::new(1));
+        let done = Arc::new(AtomicBool::new(false));
+        let resent = Arc::new(AtomicUsize::new(0));
+        let (d, i, fin, r) = (c.clone(), ids.clone(), done.clone(), resent.clone());
+        proccreate(
+            move || {
+                i.send(threadid()).unwrap();
+                let mut v = 1;
+                while v <= N {
+                    match d.send(v) {
+                        Ok(()) => v += 1,
+                        Err(SendError::Interrupted(back)) => {
+                            assert_eq!(back, v);
+                            r.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => panic!("send: {e:?}"),
+                    }
+                }
+                fin.store(true, Ordering::SeqCst);
+            },
+            0,
+        );
+        let (d, i, o) = (c.clone(), ids.clone(), out.clone());
+        proccreate(
+            move || {
+                i.send(threadid()).unwrap();
+                let (mut next, mut interrupted) = (1, 0u64);
+                while next <= N {
+                    // Half the receives are alts over two channels, whose
+                    // claims are compare-and-swaps; half plain receives,
+                    // claimed under the channel's lock.
+                    let got = if next % 2 == 0 {
+                        let (mut x, mut y) = (None, None);
+                        let mut alt = Alt::new();
+                        alt.recv(&d, &mut x).recv(&quiet, &mut y);
+                        match alt.alt() {
+                            Ok(0) => Ok(x.unwrap()),
+                            Ok(i) => panic!("entry {i} cannot be ready"),
+                            Err(AltError::Interrupted) => Err(()),
+                            Err(e) => panic!("alt: {e:?}"),
+                        }
+                    } else {
+                        match d.recv() {
+                            Ok(v) => Ok(v),
+                            Err(RecvError::Interrupted) => Err(()),
+                            Err(e) => panic!("recv: {e:?}"),
+                        }
+                    };
+                    match got {
+                        Ok(v) => {
+                            assert_eq!(v, next, "a value lost or repeated");
+                            next += 1;
+                            // Dawdle, so that the sender is mostly blocked
+                            // when an interrupt comes for it.
+                            let t = std::time::Instant::now();
+                            while t.elapsed() < Duration::from_micros(3) {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        Err(()) => interrupted += 1,
+                    }
+                }
+                o.send(interrupted).unwrap();
+            },
+            0,
+        );
+        let (a, b) = (ids.recv().unwrap(), ids.recv().unwrap());
+        let mut sent = 0u64;
+        while !done.load(Ordering::SeqCst) {
+            threadint(a);
+            threadint(b);
+            sent += 1;
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        let interrupted = out.recv().unwrap();
+        let resent = resent.load(Ordering::SeqCst);
+        eprintln!(
+            "{sent} rounds of interrupts; {resent} sends and {interrupted} receives interrupted"
+        );
     })
     .unwrap();
 }

@@ -299,7 +299,7 @@ impl<'a> Alt<'a> {
                 return pack(Err(AltError::WouldBlock));
             }
             w.waiter = me.waiter_ptr();
-            me.waiter().prepare();
+            me.waiter().prepare_unqueued();
             me.set_blocked(Block::Alt, 0, false);
             return PARK;
         }
@@ -389,8 +389,17 @@ impl<'a> Alt<'a> {
             return pack(Err(AltError::WouldBlock));
         }
 
-        // Queue on every channel; the caller parks.
-        me.waiter().prepare();
+        // Queue on every channel; the caller parks. Entries all on one
+        // channel are claimed under its lock alone; entries on several, by
+        // partners holding different locks.
+        let first = es[order[0]].hdr;
+        if es[order[n - 1]].hdr == first {
+            // SAFETY: the header lives as long as the channel, which the
+            // alt borrows.
+            me.waiter().prepare(unsafe { &*first });
+        } else {
+            me.waiter().prepare_shared();
+        }
         let mut shared = false;
         for (k, &i) in live.iter().enumerate() {
             // SAFETY: entered; `wp` has room for n entries, in the

@@ -116,11 +116,11 @@ impl<T> Pending<T> {
 
     /// Points the entry at the slot and the waiter, and starts the wait.
     #[inline(always)]
-    fn arm(&mut self, me: &Me) -> *mut Entry {
+    fn arm(&mut self, me: &Me, hdr: &Header) -> *mut Entry {
         let e = self
             .entry
             .write(Entry::new(me.waiter_ptr(), (&raw mut self.slot).cast(), 0));
-        me.waiter().prepare();
+        me.waiter().prepare(hdr);
         e
     }
 
@@ -370,7 +370,7 @@ impl<T> Chan<T> {
             }
             Err(v) => {
                 p.slot = Some(v);
-                let ep = p.arm(&me);
+                let ep = p.arm(&me, &inner.hdr);
                 // SAFETY: lock held; `p` lives in the caller's frame until
                 // the operation ends, which is only after the entry is
                 // unlinked (by a partner, by close, or by `send_failed`).
@@ -439,7 +439,7 @@ impl<T> Chan<T> {
         if g.closed {
             return CLOSED;
         }
-        let ep = p.arm(&me);
+        let ep = p.arm(&me, &inner.hdr);
         // SAFETY: as in `send_start`.
         unsafe { g.enqueue(false, ep) };
         me.set_blocked(what, inner.addr(), inner.hdr.is_shared());

@@ -12,42 +12,63 @@
 use super::procs::ProcShared;
 use super::program;
 use super::threads::{self, Thread, ThreadId};
-use super::wait::Waiter;
 use crate::util::bias::NO_PROC;
 
-/// What to do to each chosen thread, under its proc's list lock; returns
-/// the thread to wake (after the lock is gone) if a wait was claimed.
-fn act(p: &ProcShared, me: u64, pick: &dyn Fn(&Thread) -> bool, kill: bool) -> Vec<*const Thread> {
-    let mut woken = Vec::new();
-    // The proc's own list is biased to it; look at it as the proc when we
-    // are that proc, so as not to revoke the bias for nothing.
-    let as_proc = if p.id == me { me } else { NO_PROC };
-    for r in p.threads.lock_as(as_proc).iter() {
+/// Interrupts (or kills) the chosen threads of the caller's own proc, at
+/// once: they are not running, since the caller is.
+fn act_here(p: &ProcShared, me: &Thread, pick: &dyn Fn(&Thread) -> bool, kill: bool) {
+    // The proc's own list is biased to it: look at it as the proc.
+    let chosen: Vec<*const Thread> = p
+        .threads
+        .lock_as(me.proc_id)
+        .iter()
+        .filter(|r| pick(r.get()))
+        .map(|r| r.0)
+        .collect();
+    for t in chosen {
+        // SAFETY: records of our proc stay alive while we run (only our
+        // scheduler reaps them).
+        let t = unsafe { &*t };
+        if kill {
+            t.mark_killed();
+        }
+        if !std::ptr::eq(t, me) {
+            // SAFETY: on the thread's own proc, and it is not running.
+            unsafe { t.interrupt_now(None) };
+        }
+    }
+}
+
+/// Asks another proc to interrupt (or kill) its chosen threads: only a
+/// thread's own proc ends its waits (see `crate::thread::wait`).
+fn ask(p: &ProcShared, pick: &dyn Fn(&Thread) -> bool, kill: bool) {
+    let mut asked = false;
+    for r in p.threads.lock_as(NO_PROC).iter() {
         let t = r.get();
         if !pick(t) {
             continue;
         }
         if kill {
+            // Waiting or not, its proc ends its wait once it has one.
             t.mark_killed();
-        }
-        if t.waiter.claim_interrupt() {
-            woken.push(r.0);
-        } else if kill {
-            // Not waiting yet: its proc sees to it once it parks.
-            p.attend();
+            asked = true;
+        } else {
+            asked |= t.request_interrupt();
         }
     }
-    woken
+    if asked {
+        p.attend();
+    }
 }
 
 fn apply(what: &str, pick: &dyn Fn(&Thread) -> bool, kill: bool) {
     let me = threads::current(what);
     let prog = program::current(what);
     for p in prog.procs() {
-        for t in act(&p, me.proc_id, pick, kill) {
-            // SAFETY: we won the claim on its wait, so the thread stays
-            // parked (and its record alive) until this wake.
-            unsafe { Waiter::wake(&(*t).waiter) };
+        if p.id == me.proc_id {
+            act_here(&p, me, pick, kill);
+        } else {
+            ask(&p, pick, kill);
         }
     }
 }

@@ -103,15 +103,18 @@ impl ProcShared {
         self.inbox.load(Ordering::SeqCst).is_null() && !self.attention.load(Ordering::SeqCst)
     }
 
-    /// Asks the proc to look at its killed threads (see [`Thread::kill`]).
+    /// Asks the proc to look at its threads: the interrupts other procs
+    /// requested (see [`Thread::request_interrupt`]) and its killed threads
+    /// (see [`Thread::kill`]).
     ///
-    /// A killer cannot wake a thread that is not waiting yet, and the
-    /// thread may have passed its last kill check before the kill: it would
-    /// then block for good. So the killer also raises this flag and kicks
-    /// the proc. The scheduler runs only while none of its threads does,
-    /// that is after the thread has parked, and it claims every killed
-    /// thread that waits. The flag is ordered against the proc's sleep like
-    /// the inbox is, so the request cannot be missed.
+    /// Only a thread's own proc ends its waits on behalf of others: it does
+    /// so from its scheduler, which runs only while none of its threads
+    /// does, so a waiting thread has parked and the object it waits on is
+    /// alive for the proc to enter (see `crate::thread::wait`). A killed
+    /// thread may also have passed its last kill check just before the kill
+    /// and would then block for good, so the scheduler ends the wait of
+    /// every killed thread that has one. The flag is ordered against the
+    /// proc's sleep like the inbox is, so a request cannot be missed.
     pub(crate) fn attend(&self) {
         self.attention.store(true, Ordering::SeqCst);
         self.kick();
@@ -288,7 +291,7 @@ impl ProcLocal {
             self.drain_inbox();
         }
         if self.shared.attention.load(Ordering::Relaxed) {
-            self.wake_killed();
+            self.attend_threads();
         }
         let h = self.runq_head.get();
         if h.is_null() {
@@ -303,23 +306,32 @@ impl ProcLocal {
         Some(h)
     }
 
-    /// Wakes the killed threads of this proc that wait (they die on
-    /// waking). Runs in the scheduler, so every such thread has parked.
+    /// Carries out what other procs asked of this one's threads: the
+    /// interrupts they requested, and the end of every killed thread's wait
+    /// (it dies on waking). Runs in the scheduler, so no thread of this
+    /// proc runs and every waiting one has parked.
     #[cold]
-    fn wake_killed(&self) {
+    fn attend_threads(&self) {
         if !self.shared.attention.swap(false, Ordering::SeqCst) {
             return;
         }
-        let mut woken = Vec::new();
+        let mut todo = Vec::new();
         for r in self.shared.threads.lock_as(self.shared.id).iter() {
             let t = r.get();
-            if t.is_killed() && t.waiter.claim_interrupt() {
-                woken.push(r.0);
+            let asked = t.take_interrupt_request();
+            if t.is_killed() {
+                todo.push((r.0, None));
+            } else if asked.is_some() {
+                todo.push((r.0, asked));
             }
         }
-        for t in woken {
-            // SAFETY: we won the claim; the thread is parked in this proc.
-            unsafe { threads::ready(t) };
+        // Outside the list lock: an interrupt enters the lock of the
+        // object waited on.
+        for (t, which) in todo {
+            // SAFETY: the scheduler runs on this proc's OS thread while none
+            // of its threads does; the records stay alive until this proc
+            // reaps them, which it is not doing now.
+            unsafe { (*t).interrupt_now(which) };
         }
     }
 

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 
 use super::procs::{self, ProcLocal, ProcShared};
-use super::wait::Waiter;
 use super::{deadlock, exit, fault, sched};
 use crate::util::futex;
 
@@ -159,20 +158,11 @@ impl Program {
         }
         self.exiting.store(true, Ordering::SeqCst);
         for p in self.procs() {
-            let mut blocked = Vec::new();
             for r in p.threads().iter() {
-                let t = r.get();
-                t.mark_killed();
-                if t.waiter.claim_interrupt() {
-                    blocked.push(&t.waiter as *const Waiter);
-                }
+                r.get().mark_killed();
             }
-            for w in blocked {
-                // SAFETY: we won each claim; the threads stay parked (and
-                // alive) until these wakes.
-                unsafe { Waiter::wake(w) };
-            }
-            // Threads that were about to block when they were marked.
+            // Each proc ends the waits of its own threads (see
+            // `crate::thread::wait`).
             p.attend();
         }
     }

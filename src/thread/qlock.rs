@@ -196,7 +196,7 @@ impl<T: ?Sized> QLock<T> {
             return GOT;
         }
         let ep = e.write(Entry::new(me.waiter_ptr(), std::ptr::null_mut(), 0));
-        me.waiter().prepare();
+        me.waiter().prepare(&self.hdr);
         // SAFETY: inside the critical section; `e` lives in the caller's
         // frame until it is unlinked (by the unlocker or `lock_cancel`).
         unsafe { st.q.push(ep) };

@@ -86,7 +86,7 @@ impl Rendez {
         let mut e = MaybeUninit::uninit();
         let h = self.hdr.enter(me);
         let ep = e.write(Entry::new(me.waiter_ptr(), std::ptr::null_mut(), 0));
-        me.waiter().prepare();
+        me.waiter().prepare(&self.hdr);
         // SAFETY: inside the critical section; `e` stays in this frame until
         // unlinked (by a wakeup, or below).
         unsafe { (*self.q.get()).push(ep) };

@@ -200,7 +200,7 @@ impl<T: ?Sized> RWLock<T> {
         }
         let mut e = MaybeUninit::uninit();
         let ep = e.write(Entry::new(me.waiter_ptr(), std::ptr::null_mut(), mode));
-        me.waiter().prepare();
+        me.waiter().prepare(&self.hdr);
         // SAFETY: inside the critical section; `e` stays in this frame
         // until unlinked (by a grant, or below).
         unsafe { st.q.push(ep) };

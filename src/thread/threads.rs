@@ -39,6 +39,9 @@ pub(crate) struct Thread {
     pub(crate) proc_id: u64,
     pub(crate) program_id: u64,
     killed: AtomicBool,
+    /// A wait (see [`Waiter::current_wait`]) another proc asked this
+    /// thread's proc to interrupt; 0 for none.
+    intr_req: AtomicUsize,
     pub(crate) grp: AtomicU64,
     blocked: AtomicU8,
     blocked_on: AtomicUsize,
@@ -83,6 +86,7 @@ impl Thread {
             proc_id: proc.id,
             program_id: proc.program.id,
             killed: AtomicBool::new(false),
+            intr_req: AtomicUsize::new(0),
             grp: AtomicU64::new(grp),
             blocked: AtomicU8::new(0),
             blocked_on: AtomicUsize::new(0),
@@ -118,6 +122,7 @@ impl Thread {
         let t = unsafe { &mut *t };
         t.id = id;
         *t.killed.get_mut() = false;
+        *t.intr_req.get_mut() = 0;
         *t.grp.get_mut() = grp;
         *t.blocked.get_mut() = 0;
         *t.blocked_on.get_mut() = 0;
@@ -136,18 +141,49 @@ impl Thread {
         self.killed.load(Ordering::Relaxed)
     }
 
-    /// Marks the thread to die at its next blocking point and, if it is
-    /// blocked now, wakes it so that it does at once. If it is not waiting
-    /// yet its proc is asked to see to it once it is (see
+    /// Marks the thread to die at its next blocking point; its proc wakes
+    /// it if it is blocked now or blocks before it sees the mark (see
     /// [`ProcShared::attend`]).
     pub(crate) fn kill(&self) {
         self.mark_killed();
-        if self.waiter.claim_interrupt() {
-            // SAFETY: we won the claim for the current wait.
-            unsafe { Waiter::wake(&self.waiter) };
-        } else {
-            self.proc().attend();
+        self.proc().attend();
+    }
+
+    /// Asks this thread's proc (from another proc) to interrupt the wait
+    /// the thread is in now; false if it is not waiting. The caller then
+    /// calls [`ProcShared::attend`].
+    pub(crate) fn request_interrupt(&self) -> bool {
+        match self.waiter.current_wait() {
+            Some(w) => {
+                self.intr_req.store(w, Ordering::SeqCst);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// The interrupt asked of this thread's proc, if any, now taken.
+    pub(crate) fn take_interrupt_request(&self) -> Option<usize> {
+        match self.intr_req.swap(0, Ordering::SeqCst) {
+            0 => None,
+            w => Some(w),
+        }
+    }
+
+    /// Ends the thread's wait: the one named `which`, or any if None.
+    /// Returns whether it did; the thread is then readied.
+    ///
+    /// # Safety
+    /// Called on the OS thread of this thread's proc, while this thread is
+    /// not running.
+    pub(crate) unsafe fn interrupt_now(&self, which: Option<usize>) -> bool {
+        // SAFETY: per the contract.
+        let won = unsafe { self.waiter.interrupt(which, self.proc_id, self.program_id) };
+        if won {
+            // SAFETY: we won the claim; the thread is parked in this proc.
+            unsafe { ready(self) };
+        }
+        won
     }
 
     pub(crate) fn grp(&self) -> u64 {

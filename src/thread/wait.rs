@@ -1,36 +1,56 @@
 //! How a thread (or a plain OS thread) blocks and is woken.
 //!
 //! Every blocking operation follows one protocol. The blocked party owns a
-//! [`Waiter`] whose `state` is `WAITING` while it sleeps. Whoever wants to
+//! [`Waiter`] whose `state` says "waiting" while it sleeps. Whoever wants to
 //! complete or cancel the operation (a partner on a channel, `close`, an
-//! interrupt) must first win a compare-and-swap from `WAITING` to an
-//! outcome code; only the winner may touch the blocked party's slots, and
+//! interrupt) must first *claim* it, moving the state from waiting to an
+//! outcome code; only the claimant may touch the blocked party's slots, and
 //! it wakes the party last. A woken party is therefore woken exactly once,
 //! by the one agent that completed it, and never spuriously; losers simply
 //! look for another partner. Slots and queue entries live on the blocked
 //! party's stack and stay valid because it cannot run until it is woken.
+//!
+//! Claims must exclude each other. A wait on one object (a send, a
+//! receive, a lock, a rendez) is *exclusive*: every claim of it is made
+//! inside that object's critical section, so a plain load and store
+//! suffice, and an uncontended channel hand-off costs no atomic
+//! read-modify-write. That includes interrupts: they are carried out by
+//! the waiting thread's own proc (see [`Waiter::interrupt`]), which enters
+//! the object like any partner. Only an alt's wait, queued on several
+//! objects whose partners hold different locks, is claimed by
+//! compare-and-swap.
+//!
+//! Each wait has its own "waiting" value (odd, counting the owner's waits),
+//! so an interrupt requested for one wait can never end a later one.
 
+use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use super::threads::{self, Thread};
+use super::waitq::Header;
 use crate::util::bias::NO_PROC;
 use crate::util::futex;
 
+/// Not waiting. Waiting states are odd; outcome codes even and nonzero.
 const IDLE: usize = 0;
-const WAITING: usize = 1;
 const INTERRUPTED: usize = 2;
+
+#[inline(always)]
+fn is_waiting_state(s: usize) -> bool {
+    s & 1 == 1
+}
 
 /// Outcome code: entry `i` was completed by a partner.
 #[inline]
 pub(crate) fn done(i: usize) -> usize {
-    4 + 2 * i
+    (i + 1) << 2
 }
 
 /// Outcome code: entry `i`'s channel was closed.
 #[inline]
 pub(crate) fn closed(i: usize) -> usize {
-    5 + 2 * i
+    ((i + 1) << 2) | 2
 }
 
 /// What ended a wait.
@@ -43,13 +63,16 @@ pub(crate) enum Outcome {
 
 #[inline(always)]
 fn decode(code: usize) -> Outcome {
-    debug_assert!(code >= 4 || code == INTERRUPTED, "woken with state {code}");
+    debug_assert!(
+        code >= 4 && code & 1 == 0 || code == INTERRUPTED,
+        "woken with state {code}"
+    );
     if code == INTERRUPTED {
         Outcome::Interrupted
-    } else if code & 1 == 0 {
-        Outcome::Done((code - 4) >> 1)
+    } else if code & 2 == 0 {
+        Outcome::Done((code >> 2) - 1)
     } else {
-        Outcome::Closed((code - 5) >> 1)
+        Outcome::Closed((code >> 2) - 1)
     }
 }
 
@@ -86,17 +109,30 @@ impl Block {
     }
 }
 
+/// `Waiter::lock` of a wait that is claimed by compare-and-swap.
+const SHARED: *mut Header = ptr::null_mut();
+/// `Waiter::lock` of an exclusive wait on no object (an alt of nops only),
+/// which nothing but an interrupt can end.
+const NO_OBJECT: *mut Header = ptr::dangling_mut();
+
 /// The wait state of a thread or of a plain OS thread.
 pub(crate) struct Waiter {
     state: AtomicUsize,
+    /// For an exclusive wait, the header of the object waited on (whose
+    /// critical section every claim is made in), or [`NO_OBJECT`];
+    /// [`SHARED`] for a wait claimed by compare-and-swap.
+    lock: AtomicPtr<Header>,
     /// The thread to ready, or null for a plain OS thread, which sleeps on
     /// `os_woken` instead.
     thread: *const Thread,
     os_woken: AtomicU32,
+    /// Waits begun so far; touched by the owner only.
+    waits: Cell<usize>,
 }
 
 // SAFETY: `thread` is only dereferenced by a waker that has won the claim,
-// while the thread is parked and so still alive; everything else is atomic.
+// while the thread is parked and so still alive; `waits` is touched by the
+// owner only; everything else is atomic.
 unsafe impl Sync for Waiter {}
 // SAFETY: as above; the pointer is an identity, not an owner.
 unsafe impl Send for Waiter {}
@@ -105,8 +141,10 @@ impl Waiter {
     pub(crate) const fn new(thread: *const Thread) -> Waiter {
         Waiter {
             state: AtomicUsize::new(IDLE),
+            lock: AtomicPtr::new(SHARED),
             thread,
             os_woken: AtomicU32::new(0),
+            waits: Cell::new(0),
         }
     }
 
@@ -115,37 +153,110 @@ impl Waiter {
         self.thread
     }
 
-    /// Marks the start of a wait. Must precede publishing any entry that
-    /// points at this waiter.
+    /// Marks the start of an exclusive wait on the object whose header is
+    /// `lock`: every claim of it will be made inside that object's critical
+    /// section. Must precede publishing the entry that points at this
+    /// waiter.
+    #[inline(always)]
+    pub(crate) fn prepare(&self, lock: &Header) {
+        self.begin(ptr::from_ref(lock).cast_mut());
+    }
+
+    /// Marks the start of a wait with entries on several objects (an alt):
+    /// claimants hold different locks, so claims are compare-and-swaps.
     #[inline]
-    pub(crate) fn prepare(&self) {
+    pub(crate) fn prepare_shared(&self) {
+        self.begin(SHARED);
+    }
+
+    /// Marks the start of a wait that only an interrupt can end.
+    pub(crate) fn prepare_unqueued(&self) {
+        self.begin(NO_OBJECT);
+    }
+
+    #[inline(always)]
+    fn begin(&self, lock: *mut Header) {
         if self.thread.is_null() {
             self.os_woken.store(0, Ordering::Relaxed);
         }
-        self.state.store(WAITING, Ordering::Relaxed);
+        let n = self.waits.get().wrapping_add(1);
+        self.waits.set(n);
+        self.lock.store(lock, Ordering::Relaxed);
+        self.state.store(n << 1 | 1, Ordering::Relaxed);
     }
 
     /// Tries to become the one agent that ends this wait, with outcome
     /// `code`. On success the caller must finish its transfer and then call
     /// [`Waiter::wake`].
-    #[inline]
+    ///
+    /// The caller is inside the critical section of the object on which it
+    /// found this waiter's entry: for an exclusive wait that is the lock
+    /// every claim is made under, so the state needs no atomic update.
+    #[inline(always)]
     pub(crate) fn claim(&self, code: usize) -> bool {
+        let s = self.state.load(Ordering::Relaxed);
+        if !is_waiting_state(s) {
+            return false;
+        }
+        if self.lock.load(Ordering::Relaxed) != SHARED {
+            self.state.store(code, Ordering::Relaxed);
+            return true;
+        }
         self.state
-            .compare_exchange(WAITING, code, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(s, code, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 
     /// Whether the owner waits (has not been claimed yet).
     #[inline]
     pub(crate) fn is_waiting(&self) -> bool {
-        self.state.load(Ordering::Acquire) == WAITING
+        is_waiting_state(self.state.load(Ordering::Acquire))
     }
 
-    /// Interrupts the wait if there is one; true if this call ended it. The
-    /// caller must then [`Waiter::wake`] it.
-    #[inline]
-    pub(crate) fn claim_interrupt(&self) -> bool {
-        self.claim(INTERRUPTED)
+    /// The wait the owner is in now, if any: a value that names this wait
+    /// and no later one, for [`Waiter::interrupt`].
+    pub(crate) fn current_wait(&self) -> Option<usize> {
+        let s = self.state.load(Ordering::Acquire);
+        is_waiting_state(s).then_some(s)
+    }
+
+    /// Interrupts the wait named `which` (see [`Waiter::current_wait`]), or
+    /// the current wait if `which` is None; true if this call ended it. The
+    /// caller must then [`Waiter::wake`] the owner.
+    ///
+    /// # Safety
+    /// Called on the OS thread of the proc that the owner (a thread, not a
+    /// plain OS thread) belongs to, while the owner is not running: then a
+    /// waiting owner is parked, and the object it waits on outlives the
+    /// wait, since the owner's frame borrows it until the owner runs again.
+    pub(crate) unsafe fn interrupt(&self, which: Option<usize>, proc: u64, program: u64) -> bool {
+        let s = self.state.load(Ordering::Acquire);
+        if !is_waiting_state(s) || which.is_some_and(|w| w != s) {
+            return false;
+        }
+        let lock = self.lock.load(Ordering::Relaxed);
+        if lock == SHARED {
+            return self
+                .state
+                .compare_exchange(s, INTERRUPTED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+        }
+        if lock == NO_OBJECT {
+            // Nothing else can claim such a wait.
+            self.state.store(INTERRUPTED, Ordering::Relaxed);
+            return true;
+        }
+        // SAFETY: the owner is parked in wait `s` on this object (it cannot
+        // have moved on: it has not run since), so the object is alive.
+        let h = unsafe { &*lock };
+        let held = h.enter_as(proc, program);
+        // A partner on another proc may have claimed the wait meanwhile.
+        let won = self.state.load(Ordering::Relaxed) == s;
+        if won {
+            self.state.store(INTERRUPTED, Ordering::Relaxed);
+        }
+        h.leave(held);
+        won
     }
 
     /// Wakes the owner of a claimed waiter.

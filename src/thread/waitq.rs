@@ -230,16 +230,30 @@ impl Header {
         let entered = self.lock.enter(me.proc());
         // The biased proc touched the object before it became biased, so
         // only a locked entry can be an outsider's first.
-        let shared_now = !entered.biased && self.first_touch(me);
+        let shared_now = !entered.biased && self.first_touch(me.program());
         Held {
             entered,
             shared_now,
         }
     }
 
+    /// Enters the object's critical section on behalf of proc `proc` of
+    /// program `program`, from that proc's scheduler (which has no
+    /// current thread). Such an entry is never an outsider's first touch,
+    /// which [`Held::shared_now`] would otherwise ask the caller to handle.
+    pub(crate) fn enter_as(&self, proc: u64, program: u64) -> Held {
+        let entered = self.lock.enter(proc);
+        let first = !entered.biased && self.first_touch(program);
+        debug_assert!(!first, "a proc of the owning program is no outsider");
+        Held {
+            entered,
+            shared_now: false,
+        }
+    }
+
     #[inline(never)]
-    fn first_touch(&self, me: Me) -> bool {
-        let first = me.program() != self.owner && !self.shared.load(Ordering::Relaxed);
+    fn first_touch(&self, program: u64) -> bool {
+        let first = program != self.owner && !self.shared.load(Ordering::Relaxed);
         if first {
             self.shared.store(true, Ordering::Relaxed);
         }

@@ -85,3 +85,21 @@ impl Drop for Count {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Aborts the test process, saying why, unless dropped within `secs`: for
+/// tests whose failure mode is a hang (two agents both believing they own
+/// a wait), so that a bug fails the run instead of stalling it.
+pub struct Watchdog(std::sync::mpsc::Sender<()>);
+
+pub fn watchdog(what: &'static str, secs: u64) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(std::time::Duration::from_secs(secs))
+        {
+            eprintln!("{what}: still running after {secs} s: hung");
+            std::process::abort();
+        }
+    });
+    Watchdog(tx)
+}
