@@ -78,6 +78,14 @@ fn apply(what: &str, pick: &dyn Fn(&Thread) -> bool, kill: bool) {
 /// `Interrupted` (an ioproc call is interrupted in the ioproc and fails with
 /// `ErrorKind::Interrupted`). A thread that is not blocked is unaffected.
 ///
+/// A thread of the caller's proc is interrupted before `threadint`
+/// returns. One of another proc is interrupted by its own proc, which is
+/// asked to and does so as soon as it schedules (as in 9front, where the
+/// interrupted thread cleans up when it next runs): a partner that
+/// completes the operation first wins, and the operation then succeeds.
+/// Either way the interrupt ends only the wait the thread was in when
+/// `threadint` was called, never a later one.
+///
 /// ```
 /// use thread9::{Chan, RecvError, threadcreate, threadint, threadyield};
 /// thread9::run(|| {
