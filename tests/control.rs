@@ -180,7 +180,7 @@ fn threadint_of_a_running_thread_of_another_proc_does_not_reach_its_next_wait() 
 /// both won.
 #[test]
 fn interrupts_racing_with_partners_across_procs_lose_and_repeat_nothing() {
-    const N: u64 = 20_000;
+    const N: u64 = 10_000;
     let _hang = common::watchdog("interrupts racing with partners", 120);
     run(|| {
         let (c, quiet) = (Chan::<u64>::new(0), Chan::<u64>::new(0));
