@@ -326,8 +326,14 @@ impl Shared {
         match failed {
             Some(why) => self.fail(why),
             // Others' replies may still be due: the reader thread takes
-            // over if so.
-            None => self.kick(),
+            // over if so. Only then: waking it for nothing would cost a
+            // futex wake and a context switch per request. (A request
+            // started later kicks it itself, or its caller leads.)
+            None => {
+                if !self.lock().slots.is_empty() {
+                    self.kick();
+                }
+            }
         }
         Some(chan.nbrecv().map_err(|_| self.dead()))
     }
