@@ -1336,6 +1336,106 @@ fn broken_frames_close_the_connection_only() {
     assert!(c.closed());
 }
 
+/// The server reads ahead in chunks and cuts messages out of them: a
+/// stream of a megabyte write among hundreds of small messages, sent in
+/// pieces of every size with pauses between some, must come out as the
+/// same messages, byte for byte, answered in order.
+#[test]
+fn messages_survive_any_cutting_of_the_stream() {
+    let f = fixture();
+    let file = f.srv.file2chan("f").unwrap();
+    let mut c = Raw::connect(&f);
+    let msize = (1 << 20) + 24;
+    assert_eq!(
+        c.rpc(
+            NOTAG,
+            Msg::Tversion {
+                msize,
+                version: "9P2000".into()
+            }
+        ),
+        Msg::Rversion {
+            msize,
+            version: "9P2000".into()
+        }
+    );
+    assert_eq!(c.rpc(1, attach(0)), Msg::Rattach { qid: root_qid() });
+    assert!(matches!(c.open(1, "f", OWRITE), Msg::Ropen { .. }));
+
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut stream = Vec::new();
+    let stat = |tag: u16, out: &mut Vec<u8>| {
+        Fcall {
+            tag,
+            msg: Msg::Tstat { fid: 0 },
+        }
+        .encode(out)
+    };
+    for tag in 100..250 {
+        stat(tag, &mut stream);
+    }
+    Fcall {
+        tag: 20,
+        msg: Msg::Twrite {
+            fid: 1,
+            offset: 0,
+            data: data.clone(),
+        },
+    }
+    .encode(&mut stream);
+    for tag in 250..400 {
+        stat(tag, &mut stream);
+    }
+
+    let want = data.clone();
+    let server = std::thread::spawn(move || {
+        let (off, got, _, wc) = next_write(&file);
+        assert_eq!(off, 0);
+        assert!(got == want, "the write's data came through changed");
+        wc.send(Ok(got.len())).unwrap();
+        file
+    });
+    // Pieces of 1 byte up to 100 KiB, a pause now and then so that the
+    // server sees them in separate reads.
+    let mut w = c.w.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let (mut at, mut x) = (0usize, 0x2545_f491_4f6c_dd1du64);
+        while at < stream.len() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = match x % 4 {
+                0 => 1 + (x >> 8) as usize % 16,
+                1 => 1 + (x >> 8) as usize % 4096,
+                _ => 1 + (x >> 8) as usize % (100 << 10),
+            }
+            .min(stream.len() - at);
+            w.write_all(&stream[at..at + n]).unwrap();
+            at += n;
+            if x % 8 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let mut stats = Vec::new();
+    let mut wrote = None;
+    while stats.len() < 300 || wrote.is_none() {
+        let r = c.recv();
+        match r.msg {
+            Msg::Rstat { .. } => stats.push(r.tag),
+            Msg::Rwrite { count } => {
+                assert_eq!(r.tag, 20);
+                wrote = Some(count);
+            }
+            m => panic!("unexpected reply {m:?}"),
+        }
+    }
+    sender.join().unwrap();
+    let _file = server.join().unwrap();
+    assert_eq!(wrote, Some(1 << 20));
+    assert_eq!(stats, (100..400).collect::<Vec<u16>>(), "answered in order");
+}
+
 #[test]
 fn hostile_input_leaves_the_server_serving() {
     // Mutated and random frames on many connections; after each burst a

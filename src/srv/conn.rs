@@ -133,13 +133,13 @@ pub(crate) fn serve(shared: Arc<Shared>, fd: OwnedFd, peer: String) {
         },
         0,
     );
-    let io = Ioproc::new();
-    let mut input = Input::new();
+    let mut input = Input::start(fd.clone());
     // Until the client goes, or sends something that is not a 9P stream:
     // either way the connection is over.
-    while let Ok(Some(frame)) = input.next(&io, &fd, conn.msize.get()) {
+    while let Ok(Some(frame)) = input.next(conn.msize.get()) {
         conn.handle(&frame);
     }
+    drop(input);
     shared.remove_conn(key);
     shutdown(&fd);
     conn.end_session();

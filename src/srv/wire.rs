@@ -1,9 +1,11 @@
 //! A connection's byte stream: frames in through an ioproc, replies out
 //! without ever blocking the connection's proc.
 //!
-//! Input: [`Input`] reads as much as the socket has into one buffer
-//! ([`Frames`]) and cuts whole messages out of it, so a client that sends
-//! many requests at once costs one ioproc call, not one per message.
+//! Input: [`Input`] has an ioproc read the socket ahead, chunk after
+//! chunk, without a request per read (the ioproc waits in the kernel for
+//! the client, not for the connection), and cuts whole messages out of
+//! what it read in one buffer ([`Frames`]): a client that sends many
+//! requests at once costs one read, not one per message.
 //!
 //! Output: [`Out::send`] first tries to write the reply at once with a
 //! non-blocking `sendmsg` (one system call, no hand-off: the common case).
@@ -20,43 +22,119 @@ use std::sync::Arc;
 
 use super::fcall::{Fcall, FcallError, Msg, RREAD};
 use super::frames::{Frames, Next, eof};
-use crate::channel::Chan;
+use crate::channel::{Chan, RecvError};
 use crate::ioproc::Ioproc;
+use crate::thread::{threadcreate, threadsetname};
+
+/// Bytes read ahead per chunk: what one read takes off the socket.
+const CHUNK: usize = 64 << 10;
+/// Chunks read ahead of the connection: enough to keep the ioproc reading
+/// while a burst is cut up, few enough to bound what a client can make the
+/// server hold.
+const AHEAD: usize = 4;
+/// Stack of the thread that runs the read-ahead.
+const READER_STACK: usize = 64 << 10;
 
 /// Incoming bytes not yet cut into messages.
 pub(crate) struct Input {
     frames: Frames,
+    src: Source,
+}
+
+/// Where the bytes come from: chunks read ahead by an ioproc.
+struct Source {
+    chunks: Chan<io::Result<Vec<u8>>>,
+    /// Used chunks, handed back to the reader for reuse.
+    spare: Chan<Vec<u8>>,
+    cur: Vec<u8>,
+    off: usize,
+}
+
+impl Source {
+    /// Copies what is read ahead into `buf`, waiting for a chunk if none is
+    /// at hand; 0 at the end of the stream.
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.off == self.cur.len() {
+            let used = std::mem::take(&mut self.cur);
+            if used.capacity() > 0 {
+                let _ = self.spare.nbsend(used);
+            }
+            self.off = 0;
+            match self.chunks.recv() {
+                Ok(Ok(c)) => self.cur = c,
+                Ok(Err(e)) => return Err(e),
+                Err(RecvError::Closed) => return Ok(0),
+                Err(RecvError::Interrupted) => {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+                }
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.off);
+        buf[..n].copy_from_slice(&self.cur[self.off..self.off + n]);
+        self.off += n;
+        Ok(n)
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        // Releases the reader if it waits to hand over a chunk.
+        self.chunks.close();
+    }
 }
 
 impl Input {
-    pub(crate) fn new() -> Input {
+    /// Starts reading `fd` ahead: a thread of the calling proc runs the
+    /// reading in an ioproc of its own until the stream ends (or this
+    /// Input is dropped and the stream is shut down). The ioproc then
+    /// waits in the kernel for a client's next message, instead of for the
+    /// connection to ask for it: one hand-off between OS threads fewer per
+    /// message, and no polling in between.
+    pub(crate) fn start(fd: Arc<OwnedFd>) -> Input {
+        let chunks = Chan::new(AHEAD);
+        let spare = Chan::new(AHEAD + 1);
+        let (out, back) = (chunks.clone(), spare.clone());
+        threadcreate(
+            move || {
+                threadsetname("9p reader");
+                let io = Ioproc::new();
+                if let Err(e) = io.read_ahead(&*fd, CHUNK, &out, &back) {
+                    let _ = out.send(Err(e));
+                }
+                out.close();
+            },
+            READER_STACK,
+        );
         Input {
             frames: Frames::new("message"),
+            src: Source {
+                chunks,
+                spare,
+                cur: Vec::new(),
+                off: 0,
+            },
         }
     }
 
     /// The next whole message, at most `max` bytes, borrowed from the
     /// buffer when it fits there; `None` at a clean end of stream. An error
     /// leaves the stream out of step: close it.
-    pub(crate) fn next(
-        &mut self,
-        io: &Ioproc,
-        fd: &OwnedFd,
-        max: u32,
-    ) -> io::Result<Option<Cow<'_, [u8]>>> {
-        let frames = &mut self.frames;
-        match frames.next(max, 4, |buf| io.read(fd, buf))? {
+    pub(crate) fn next(&mut self, max: u32) -> io::Result<Option<Cow<'_, [u8]>>> {
+        let (frames, src) = (&mut self.frames, &mut self.src);
+        match frames.next(max, 4, |buf| src.fill(buf))? {
             None => Ok(None),
             Some(Next::Whole(frame)) => Ok(Some(Cow::Borrowed(frame))),
-            // Bigger than the buffer: read the rest of it straight into its
-            // own allocation (already checked against the msize).
+            // Bigger than the buffer: gather the rest of it straight into
+            // its own allocation (already checked against the msize).
             Some(Next::Big { head, size }) => {
-                let have = head.len();
+                let mut have = head.len();
                 let mut frame = vec![0; size];
                 frame[..have].copy_from_slice(head);
-                let n = io.readn(fd, &mut frame[have..])?;
-                if have + n < size {
-                    return Err(eof("message", have + n, Some(size)));
+                while have < size {
+                    match src.fill(&mut frame[have..])? {
+                        0 => return Err(eof("message", have, Some(size))),
+                        n => have += n,
+                    }
                 }
                 Ok(Some(Cow::Owned(frame)))
             }
