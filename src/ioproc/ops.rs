@@ -51,7 +51,8 @@ pub(crate) fn read(st: &IoState, fd: RawFd, buf: &mut [u8]) -> io::Result<usize>
 /// each chunk read (at most `chunk` bytes) on `out` as soon as it is in:
 /// the reader needs no request per read, so it is back in `ppoll` before
 /// the next bytes arrive. Buffers come from `spare` when it has one. An
-/// error is sent on `out` too; end of file sends nothing. Returns when
+/// error (an interrupt included) is sent on `out` too; end of file sends
+/// nothing. Returns at the end of the stream, after an error, or once
 /// `out` is closed.
 ///
 /// The sends on `out` give back-pressure: a consumer that falls behind
