@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -321,21 +321,7 @@ fn connect_one(st: &IoState, addr: &RawAddr, ty: libc::c_int) -> io::Result<Owne
             revents: 0,
         }];
         st.wait(&mut p, None)?;
-        let mut err: libc::c_int = 0;
-        let mut elen = size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `err` and `elen` are live locals of the option's size.
-        let r = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&raw mut err).cast(),
-                &mut elen,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let err = sockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_ERROR)?;
         if err != 0 {
             return Err(io::Error::from_raw_os_error(err));
         }
@@ -428,6 +414,23 @@ impl RawAddr {
             RawAddr::Unix(a, len) => (std::ptr::from_ref(a).cast(), *len),
         }
     }
+}
+
+/// Reads an integer socket option of `fd`.
+pub(crate) fn sockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is open for the call; `v` and `len` are live locals,
+    // and `len` gives `v`'s size.
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ use crate::channel::{Chan, RecvError, SendError};
 use crate::thread::procs::proccreate;
 use crate::thread::threads::threadsetname;
 use crate::thread::wait::{Block, Me};
-use intr::{IoState, interrupted};
+use intr::IoState;
+pub(crate) use intr::interrupted;
 
 /// Stack of an ioproc's thread: user closures run on it, and name
 /// resolution alone can use a good part of a megabyte.

@@ -7,7 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use super::fcall::{
 use super::file2chan::Fid;
 use super::request;
 use super::tree::{Entry, Tree};
-use super::wire::{Input, Out, shutdown, size_send_buffer};
+use super::wire::{Input, Out, set_nonblocking, shutdown, size_send_buffer};
 use crate::ioproc::Ioproc;
 use crate::thread::{ThreadId, threadcreate, threadint, threadsetname};
 
@@ -98,12 +98,9 @@ pub(crate) fn serve(shared: Arc<Shared>, fd: OwnedFd, peer: String) {
     threadsetname(&format!("9p conn {peer}"));
     crate::thread::threadsetgrp(super::device::SRV_GROUP);
     // Non-blocking, so that no call made on it, in this proc or in its
-    // ioprocs, can block outside an interruptible wait.
-    // SAFETY: fcntl on a descriptor we own, with valid flag arguments.
-    unsafe {
-        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    // ioprocs, can block outside an interruptible wait. (fcntl cannot fail
+    // on a descriptor we hold open.)
+    let _ = set_nonblocking(&fd);
     // Room for a whole reply of the largest size: an Rread then usually
     // leaves in one non-blocking sendmsg from this proc instead of being
     // finished piecemeal by the writer's ioproc (a hand-off to another OS

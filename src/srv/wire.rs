@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::fcall::{Fcall, FcallError, Msg, RREAD};
 use super::frames::{Frames, Next, eof};
 use crate::channel::{Chan, RecvError};
-use crate::ioproc::Ioproc;
+use crate::ioproc::{Ioproc, interrupted};
 use crate::thread::{threadcreate, threadsetname};
 
 /// Bytes read ahead per chunk: what one read takes off the socket.
@@ -64,9 +64,7 @@ impl Source {
                 Ok(Ok(c)) => self.cur = c,
                 Ok(Err(e)) => return Err(e),
                 Err(RecvError::Closed) => return Ok(0),
-                Err(RecvError::Interrupted) => {
-                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
-                }
+                Err(RecvError::Interrupted) => return Err(interrupted()),
             }
         }
         let n = buf.len().min(self.cur.len() - self.off);
@@ -343,6 +341,21 @@ fn write_rest(io: &Ioproc, fd: &OwnedFd, f: &Frame) -> io::Result<()> {
 
 /// Shuts both directions of a socket: a reader blocked on it sees the end
 /// of the stream, a writer an error, and the peer the connection's end.
+/// Makes `fd` non-blocking, so that no call on it can block outside an
+/// interruptible wait.
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own, with valid arguments.
+    let r = unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK)
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 pub(crate) fn shutdown(fd: &OwnedFd) {
     // SAFETY: shutdown on a descriptor we hold open; errors (not a socket,
     // already shut) leave nothing to undo.

@@ -101,6 +101,7 @@ use super::fcall::{
 use super::wire::size_send_buffer;
 use crate::channel::{Chan, RecvError};
 use crate::ioproc::dial::{self, Target};
+use crate::ioproc::interrupted;
 use replies::{Bad, Replies};
 
 /// The message size offered in `Tversion`: as large as any server takes.
@@ -575,10 +576,6 @@ fn alloc_tag(t: &mut Table) -> Option<u16> {
     None
 }
 
-fn interrupted() -> io::Error {
-    io::Error::new(ErrorKind::Interrupted, "interrupted")
-}
-
 /// Flushes a request whose waiter unwinds (a `threadkill`) before its
 /// reply came.
 struct Waiting<'a> {
@@ -684,26 +681,10 @@ fn dial(addr: &str) -> io::Result<OwnedFd> {
 
 /// Fails unless `fd` is a stream socket.
 fn check_stream_socket(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut ty: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is open for the call; `ty` and `len` are valid for
-    // writes, and `len` gives `ty`'s size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&raw mut ty).cast(),
-            &mut len,
-        )
-    };
-    if r == 0 && ty == libc::SOCK_STREAM {
-        return Ok(());
-    }
-    let why = if r == 0 {
-        "not a stream socket".to_string()
-    } else {
-        io::Error::last_os_error().to_string()
+    let why = match dial::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) {
+        Ok(libc::SOCK_STREAM) => return Ok(()),
+        Ok(_) => "not a stream socket".to_string(),
+        Err(e) => e.to_string(),
     };
     Err(io::Error::new(
         ErrorKind::InvalidInput,
