@@ -254,18 +254,48 @@ fn open_read_write_clunk_stat() {
             format!("stat data 0o660 {u} {u} 0 1"),
         ]
     );
+    // Each channel's requests come in order; across the two channels only
+    // a fid's close is ordered (its nil read is taken before its nil write
+    // is offered): B's first read may be taken before A's nil write, as
+    // with Inferno's buffered request channels.
+    let log = server.join().unwrap();
+    let on = |kind: &str| -> Vec<&str> {
+        log.iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with(kind))
+            .collect()
+    };
     assert_eq!(
-        server.join().unwrap(),
+        on("read "),
         [
             "read 0 100 A true",
             "read 0 4 A true",
-            "write 5 \"abc\" A true",
             "read 0 0 A false",
-            "write 0 \"\" A false",
             "read 11 100 B true",
             "read 0 0 B false",
+        ],
+        "{log:?}"
+    );
+    assert_eq!(
+        on("write "),
+        [
+            "write 5 \"abc\" A true",
+            "write 0 \"\" A false",
             "write 0 \"\" B false",
-        ]
+        ],
+        "{log:?}"
+    );
+    let at = |l: &str| log.iter().position(|x| x == l).unwrap();
+    for fid in ["A", "B"] {
+        assert!(
+            at(&format!("read 0 0 {fid} false")) < at(&format!("write 0 \"\" {fid} false")),
+            "{fid}'s nil read comes before its nil write: {log:?}"
+        );
+    }
+    // A's data write came before its close.
+    assert!(
+        at("write 5 \"abc\" A true") < at("read 0 0 A false"),
+        "{log:?}"
     );
 }
 
