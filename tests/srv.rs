@@ -162,6 +162,10 @@ impl Raw {
     }
 }
 
+fn tread(fid: u32, offset: u64, count: u32) -> Msg {
+    Msg::Tread { fid, offset, count }
+}
+
 fn attach(fid: u32) -> Msg {
     Msg::Tattach {
         fid,
@@ -459,14 +463,7 @@ fn open_read_write_clunk_sequence() {
         }
     );
 
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 100,
-        },
-    );
+    c.send(10, tread(1, 0, 100));
     let (off, count, fid, rc) = next_read(&file);
     assert_eq!((off, count), (0, 100));
     rc.send(Ok(b"hello".to_vec())).unwrap();
@@ -501,14 +498,7 @@ fn open_read_write_clunk_sequence() {
 
     // A second open of the same file has another fid.
     assert!(matches!(c.open(2, "data", OREAD), Msg::Ropen { .. }));
-    c.send(
-        12,
-        Msg::Tread {
-            fid: 2,
-            offset: 7,
-            count: 10,
-        },
-    );
+    c.send(12, tread(2, 7, 10));
     let (off, count, fid2, rc) = next_read(&file);
     assert_eq!((off, count), (7, 10));
     assert_ne!(fid2, fid);
@@ -539,27 +529,13 @@ fn replies_cut_to_count_and_errors_passed_on() {
     let file = f.srv.file2chan("f").unwrap();
     let mut c = Raw::session(&f);
     c.open(1, "f", ORDWR);
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 4,
-        },
-    );
+    c.send(10, tread(1, 0, 4));
     let (_, count, _, rc) = next_read(&file);
     assert_eq!(count, 4);
     rc.send(Ok(b"0123456789".to_vec())).unwrap();
     assert_eq!(c.recv().msg, rread(b"0123"));
     // A count beyond the iounit is cut to it.
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 1 << 20,
-        },
-    );
+    c.send(10, tread(1, 0, 1 << 20));
     let (_, count, _, rc) = next_read(&file);
     assert_eq!(count, (MSIZE - 24) as usize);
     rc.send(Err("no data for you".into())).unwrap();
@@ -605,17 +581,7 @@ fn io_on_wrong_fids() {
             }]
         }
     );
-    assert_eq!(
-        c.rpc(
-            5,
-            Msg::Tread {
-                fid: 1,
-                offset: 0,
-                count: 10
-            }
-        ),
-        err("fid not open")
-    );
+    assert_eq!(c.rpc(5, tread(1, 0, 10)), err("fid not open"));
     assert_eq!(
         c.rpc(
             5,
@@ -627,17 +593,7 @@ fn io_on_wrong_fids() {
         ),
         err("fid not open")
     );
-    assert_eq!(
-        c.rpc(
-            5,
-            Msg::Tread {
-                fid: 77,
-                offset: 0,
-                count: 10
-            }
-        ),
-        err("unknown fid")
-    );
+    assert_eq!(c.rpc(5, tread(77, 0, 10)), err("unknown fid"));
     assert_eq!(
         c.rpc(
             5,
@@ -699,17 +655,7 @@ fn io_on_wrong_fids() {
         ),
         Msg::Ropen { .. }
     ));
-    assert_eq!(
-        c.rpc(
-            5,
-            Msg::Tread {
-                fid: 2,
-                offset: 0,
-                count: 1
-            }
-        ),
-        err("file not open for reading")
-    );
+    assert_eq!(c.rpc(5, tread(2, 0, 1)), err("file not open for reading"));
     // Modes the files do not allow.
     assert_eq!(c.walk(0, 3, &["f"]).clone(), c_walk_ok());
     assert_eq!(
@@ -831,14 +777,7 @@ fn create_remove_wstat_refused() {
     );
     // Tremove fails but clunks the fid, and the server hears of the close.
     c.open(1, "f", OREAD);
-    c.send(
-        6,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 1,
-        },
-    );
+    c.send(6, tread(1, 0, 1));
     let (_, _, fid, rc) = next_read(&file);
     rc.send(Ok(Vec::new())).unwrap();
     assert_eq!(c.recv().msg, rread(b""));
@@ -892,14 +831,7 @@ fn stats_and_directory_reads_in_chunks() {
     let mut got = Vec::new();
     let mut reads = 0;
     loop {
-        let Msg::Rread { data } = c.rpc(
-            6,
-            Msg::Tread {
-                fid: 2,
-                offset,
-                count,
-            },
-        ) else {
+        let Msg::Rread { data } = c.rpc(6, tread(2, offset, count)) else {
             panic!()
         };
         if data.is_empty() {
@@ -926,42 +858,18 @@ fn stats_and_directory_reads_in_chunks() {
     }
     // Too small for one entry; an offset that is not where we were.
     assert_eq!(
-        c.rpc(
-            6,
-            Msg::Tread {
-                fid: 2,
-                offset: 0,
-                count: 20
-            }
-        ),
+        c.rpc(6, tread(2, 0, 20)),
         err(&format!(
             "directory read of 20 bytes is too short for the next entry ({entry} bytes)"
         ))
     );
     assert_eq!(
-        c.rpc(
-            6,
-            Msg::Tread {
-                fid: 2,
-                offset: 7,
-                count
-            }
-        ),
+        c.rpc(6, tread(2, 7, count)),
         err("bad offset 7 in directory read")
     );
     // Offset 0 starts again, and sees the directory as it is now.
     drop(files);
-    assert_eq!(
-        c.rpc(
-            6,
-            Msg::Tread {
-                fid: 2,
-                offset: 0,
-                count
-            }
-        ),
-        rread(b"")
-    );
+    assert_eq!(c.rpc(6, tread(2, 0, count)), rread(b""));
 }
 
 #[test]
@@ -971,14 +879,7 @@ fn dropping_fileio_hangs_up() {
     let other = f.srv.file2chan("g").unwrap();
     let mut c = Raw::session(&f);
     c.open(1, "f", ORDWR);
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 10,
-        },
-    );
+    c.send(10, tread(1, 0, 10));
     c.send(
         11,
         Msg::Twrite {
@@ -1012,17 +913,7 @@ fn dropping_fileio_hangs_up() {
     let _ = wc.send(Ok(1));
     assert_eq!(read.recv().map(|r| r.0), Err(RecvError::Closed));
     // Later requests through the open file fail the same way.
-    assert_eq!(
-        c.rpc(
-            12,
-            Msg::Tread {
-                fid: 1,
-                offset: 0,
-                count: 10
-            }
-        ),
-        err("i/o on hungup channel")
-    );
+    assert_eq!(c.rpc(12, tread(1, 0, 10)), err("i/o on hungup channel"));
     assert_eq!(
         c.rpc(12, Msg::Tstat { fid: 1 }),
         err("i/o on hungup channel")
@@ -1045,26 +936,12 @@ fn held_reads_hold_up_nothing_else() {
     b.open(1, "fast", OREAD);
     // Five held reads on one fid.
     for tag in 100..105 {
-        a.send(
-            tag,
-            Msg::Tread {
-                fid: 1,
-                offset: u64::from(tag),
-                count: 10,
-            },
-        );
+        a.send(tag, tread(1, u64::from(tag), 10));
     }
     let held: Vec<_> = (0..5).map(|_| next_read(&slow)).collect();
     // Meanwhile the other fid and the other client are served.
     for (c, tag) in [(&mut a, 7), (&mut b, 8)] {
-        c.send(
-            tag,
-            Msg::Tread {
-                fid: if tag == 7 { 2 } else { 1 },
-                offset: 0,
-                count: 10,
-            },
-        );
+        c.send(tag, tread(if tag == 7 { 2 } else { 1 }, 0, 10));
         let (_, _, _, rc) = next_read(&fast);
         rc.send(Ok(vec![tag as u8])).unwrap();
         assert_eq!(
@@ -1091,14 +968,7 @@ fn flush() {
     let mut c = Raw::session(&f);
     c.open(1, "f", ORDWR);
     // A held read, flushed: Rflush and no Rread, then or ever.
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 10,
-        },
-    );
+    c.send(10, tread(1, 0, 10));
     let (_, _, _, rc) = next_read(&file);
     assert_eq!(c.rpc(11, Msg::Tflush { oldtag: 10 }), Msg::Rflush);
     rc.send(Ok(b"late".to_vec()))
@@ -1108,14 +978,7 @@ fn flush() {
         Msg::Rstat { .. }
     ));
     // The tag is free again at once.
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 1,
-            count: 10,
-        },
-    );
+    c.send(10, tread(1, 1, 10));
     let (off, _, _, rc) = next_read(&file);
     assert_eq!(off, 1);
     rc.send(Ok(b"now".to_vec())).unwrap();
@@ -1141,14 +1004,7 @@ fn flush() {
     );
     assert_eq!(c.rpc(21, Msg::Tflush { oldtag: 20 }), Msg::Rflush);
     // Two flushes of one request: both answered, in order.
-    c.send(
-        30,
-        Msg::Tread {
-            fid: 1,
-            offset: 3,
-            count: 10,
-        },
-    );
+    c.send(30, tread(1, 3, 10));
     c.send(31, Msg::Tflush { oldtag: 30 });
     c.send(32, Msg::Tflush { oldtag: 30 });
     assert_eq!(
@@ -1183,14 +1039,7 @@ fn reply_then_flush_comes_in_order() {
     let mut c = Raw::session(&f);
     c.open(1, "f", OREAD);
     for round in 0..50u16 {
-        c.send(
-            10,
-            Msg::Tread {
-                fid: 1,
-                offset: 0,
-                count: 10,
-            },
-        );
+        c.send(10, tread(1, 0, 10));
         let (_, _, _, rc) = next_read(&file);
         rc.send(Ok(vec![round as u8])).unwrap();
         c.send(11, Msg::Tflush { oldtag: 10 });
@@ -1227,14 +1076,7 @@ fn tversion_abandons_the_session() {
     let file = f.srv.file2chan("f").unwrap();
     let mut c = Raw::session(&f);
     c.open(1, "f", OREAD);
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 10,
-        },
-    );
+    c.send(10, tread(1, 0, 10));
     let (_, _, fid, rc) = next_read(&file);
     assert_eq!(
         c.rpc(
@@ -1285,14 +1127,7 @@ fn malformed_messages_get_errors() {
     // A tag in use by a held request.
     let file = f.srv.file2chan("f").unwrap();
     c.open(1, "f", OREAD);
-    c.send(
-        8,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 1,
-        },
-    );
+    c.send(8, tread(1, 0, 1));
     let (_, _, _, rc) = next_read(&file);
     assert_eq!(c.rpc(8, Msg::Tstat { fid: 1 }), err("tag in use"));
     rc.send(Ok(b"k".to_vec())).unwrap();
@@ -1466,11 +1301,7 @@ fn hostile_input_leaves_the_server_serving() {
             fid: 1,
             mode: ORDWR,
         },
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 10,
-        },
+        tread(1, 0, 10),
         Msg::Twrite {
             fid: 1,
             offset: 0,
@@ -1530,14 +1361,7 @@ fn many_clients_with_held_reads() {
     let mut clients: Vec<Raw> = (0..N).map(|_| Raw::session(&f)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
         c.open(1, "f", OREAD);
-        c.send(
-            i as u16,
-            Msg::Tread {
-                fid: 1,
-                offset: i as u64,
-                count: 64,
-            },
-        );
+        c.send(i as u16, tread(1, i as u64, 64));
     }
     // All N are held at once.
     let mut held: Vec<_> = (0..N).map(|_| next_read(&file)).collect();
@@ -1687,14 +1511,7 @@ fn server_threads_show_in_dumps() {
         std::thread::spawn(move || {
             let mut c = Raw::session_path(&s2);
             c.open(1, "f", OREAD);
-            c.send(
-                4,
-                Msg::Tread {
-                    fid: 1,
-                    offset: 0,
-                    count: 1,
-                },
-            );
+            c.send(4, tread(1, 0, 1));
             let r = c.recv();
             d.send(r.msg).unwrap();
         });
@@ -1736,14 +1553,7 @@ fn client_gone_abandons_its_requests() {
     let file = f.srv.file2chan("f").unwrap();
     let mut c = Raw::session(&f);
     c.open(1, "f", ORDWR);
-    c.send(
-        10,
-        Msg::Tread {
-            fid: 1,
-            offset: 0,
-            count: 10,
-        },
-    );
+    c.send(10, tread(1, 0, 10));
     let (_, _, fid, rc) = next_read(&file);
     drop(c);
     // The server hears the open file closed, and its late reply is taken
@@ -2034,14 +1844,7 @@ fn dropping_the_srv_ends_its_procs() {
             // A client connected, with a file open and a read held.
             let mut c = Raw::session_path(&tmp.0.join("s"));
             c.open(1, "f", OREAD);
-            c.send(
-                4,
-                Msg::Tread {
-                    fid: 1,
-                    offset: 0,
-                    count: 1,
-                },
-            );
+            c.send(4, tread(1, 0, 1));
             let (_, _, fid, _rc) = next_read(&file);
             drop(srv);
             assert!(c.closed());
