@@ -23,12 +23,7 @@ fn ramfile() {
     let e = example("ramfile", &[]);
     assert!(e.sock.ends_with("ramfile"));
     let c = mount(&e);
-    let names: Vec<String> = c
-        .read_dir("/")
-        .unwrap()
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let names = common::names(c.read_dir("/").unwrap());
     assert_eq!(names, ["data"]);
     let f = c.open("data", ORDWR).unwrap();
     assert_eq!(read_at(&f, 0), "");

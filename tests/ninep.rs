@@ -691,13 +691,7 @@ fn stat_by_path_and_by_file() {
 fn directories_read_in_several_messages() {
     bounded(|| {
         let fs = Fs::new(Opts::default());
-        let names: Vec<String> = fs
-            .client
-            .read_dir("/")
-            .unwrap()
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
+        let names = common::names(fs.client.read_dir("/").unwrap());
         assert_eq!(
             names,
             [
@@ -725,12 +719,7 @@ fn directories_read_in_several_messages() {
         let e = dir.read(&mut tiny).unwrap_err();
         assert_eq!(e.to_string(), "directory read count too small");
         // The rest, from where the first read ended.
-        let rest: Vec<String> = dir
-            .read_dir()
-            .unwrap()
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
+        let rest = common::names(dir.read_dir().unwrap());
         assert_eq!(rest, names[1..]);
         assert!(dir.read_dir().unwrap().is_empty(), "at the end");
         dir.set_offset(0);
@@ -1364,12 +1353,7 @@ fn scenario_posted_name() {
         threadcreate(move || r2.send(()).unwrap(), 0);
         let c = Client::mount(&dial).unwrap();
         ran.recv().unwrap();
-        let names: Vec<String> = c
-            .read_dir("sub")
-            .unwrap()
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
+        let names = common::names(c.read_dir("sub").unwrap());
         println!("dialed: {}", names.join(" "));
     });
     assert_eq!(r, Ok(()));

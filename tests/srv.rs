@@ -1653,12 +1653,7 @@ fn client_reads_writes_and_lists() {
     let mut all = String::new();
     (&file).read_to_string(&mut all).unwrap();
     assert_eq!(all, "hello, world");
-    let names: Vec<String> = c
-        .read_dir("/")
-        .unwrap()
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
+    let names = common::names(c.read_dir("/").unwrap());
     assert_eq!(names, ["ram", "other"]);
     let st = c.stat("ram").unwrap();
     assert_eq!((st.mode, st.qid.typ, st.uid), (0o660, QTFILE, c_user()));

@@ -103,3 +103,8 @@ pub fn watchdog(what: &'static str, secs: u64) -> Watchdog {
     });
     Watchdog(tx)
 }
+
+/// The names of directory entries, in order.
+pub fn names(dirs: Vec<thread9::srv::fcall::Dir>) -> Vec<String> {
+    dirs.into_iter().map(|d| d.name).collect()
+}
