@@ -19,7 +19,6 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use thread9::srv::{FileIO, Srv};
@@ -159,28 +158,19 @@ impl Script {
 struct Served {
     srv: Srv,
     sock: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _dir: common::TempDir,
 }
 
 fn served() -> Served {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "thread9-interop-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).unwrap();
-    let sock = dir.join("srv");
+    let dir = common::TempDir::new("interop");
+    let sock = dir.0.join("srv");
     let srv = Srv::new();
     srv.announce(&format!("unix!{}", sock.display())).unwrap();
-    Served { srv, sock, dir }
+    Served {
+        srv,
+        sock,
+        _dir: dir,
+    }
 }
 
 fn user() -> String {

@@ -8,10 +8,11 @@
 
 mod common;
 
+use common::TempDir;
+
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use thread9::srv::fcall::{
@@ -21,38 +22,15 @@ use thread9::srv::fcall::{
 use thread9::srv::{FileIO, Srv};
 use thread9::{Chan, RecvError, TryRecvError};
 
-/// A fresh directory for sockets.
-struct Tmp(PathBuf);
-
-impl Tmp {
-    fn new() -> Tmp {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "thread9-srv-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).unwrap();
-        Tmp(p)
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A served srv directory.
 struct Fixture {
     srv: Srv,
     sock: PathBuf,
-    _tmp: Tmp,
+    _tmp: TempDir,
 }
 
 fn fixture() -> Fixture {
-    let tmp = Tmp::new();
+    let tmp = TempDir::new("srv");
     let sock = tmp.0.join("srv");
     let srv = Srv::new();
     srv.announce(&format!("unix!{}", sock.display())).unwrap();
@@ -1500,7 +1478,7 @@ fn server_threads_show_in_dumps() {
     let out: Chan<String> = Chan::new(1);
     let o = out.clone();
     thread9::run(move || {
-        let tmp = Tmp::new();
+        let tmp = TempDir::new("srv");
         let srv = Srv::new();
         let file = srv.file2chan("f").unwrap();
         let sock = tmp.0.join("s");
@@ -1830,7 +1808,7 @@ fn dropping_the_srv_ends_its_procs() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let r = thread9::run(|| {
-            let tmp = Tmp::new();
+            let tmp = TempDir::new("srv");
             let srv = Srv::new();
             let file = srv.file2chan("f").unwrap();
             srv.announce(&format!("unix!{}", tmp.0.join("s").display()))

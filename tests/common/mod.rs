@@ -108,3 +108,26 @@ pub fn watchdog(what: &'static str, secs: u64) -> Watchdog {
 pub fn names(dirs: Vec<thread9::srv::fcall::Dir>) -> Vec<String> {
     dirs.into_iter().map(|d| d.name).collect()
 }
+
+/// A fresh directory of its own (for sockets, say), removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "thread9-{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
