@@ -83,8 +83,8 @@ pub use srv::{Fid, FileIO, Rread, Rwrite, Srv, ninep};
 pub use thread::{
     Interrupted, QLock, QLockGuard, RLockGuard, RWLock, Rendez, ThreadId, WLockGuard, Waitmsg,
     proccreate, procdata, procexec, run, threadcreate, threaddata, threaddump, threadexits,
-    threadexitsall, threadgetgrp, threadgetname, threadid, threadint, threadintgrp, threadkill,
-    threadkillgrp, threadmain, threadnotify, threadpid, threadsetgrp, threadsetname,
+    threadexitsall, threadfdwait, threadgetgrp, threadgetname, threadid, threadint, threadintgrp,
+    threadkill, threadkillgrp, threadmain, threadnotify, threadpid, threadsetgrp, threadsetname,
     threadsetstate, threadspawn, threadwaitchan, threadyield,
 };
 

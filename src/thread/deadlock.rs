@@ -11,7 +11,9 @@
 //! timer) is pending. Then the state cannot change: it prints the thread
 //! dump and ends the program with status `deadlock`. A proc blocked in a
 //! system call never sleeps in its scheduler, so it keeps the program
-//! counted awake: no false report while an ioproc call is in flight.
+//! counted awake: no false report while an ioproc call is in flight. A
+//! proc asleep in `poll` on its threads' descriptors (POLLING, see
+//! `fdwait`) cannot be frozen, so no report while a thread waits on one.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

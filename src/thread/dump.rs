@@ -75,6 +75,7 @@ pub(crate) fn format(procs: &[Arc<ProcShared>]) -> String {
                     Block::Rendez => "rendez sleep".to_string(),
                     Block::IoCall => format!("ioproc call ({})", crate::channel::describe(obj)),
                     Block::Wait => "waiting".to_string(),
+                    Block::Fd => format!("fd wait ({obj})"),
                 }
             };
             let mut line = format!("\tthread {} ({})", t.id, name);

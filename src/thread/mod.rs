@@ -9,7 +9,8 @@
 //! One file per concern, after 9front's libthread: `program` (run,
 //! threadmain, exit status), `procs` (proccreate), `threads`
 //! (threadcreate, ids, names), `sched` (the scheduler loop), `stack`
-//! (stacks and guards), `fault` (overflow reports), `exit`, `wait`
+//! (stacks and guards), `fault` (overflow reports), `exit`, `fdwait`
+//! (threads waiting on file descriptors), `wait`
 //! (the blocking protocol), `waitq`, `dump` and `deadlock`.
 
 pub(crate) mod data;
@@ -18,6 +19,7 @@ pub(crate) mod dump;
 pub(crate) mod exec;
 pub(crate) mod exit;
 pub(crate) mod fault;
+pub(crate) mod fdwait;
 pub(crate) mod kill;
 pub(crate) mod notes;
 pub(crate) mod procs;
@@ -35,6 +37,7 @@ pub use data::{procdata, threaddata};
 pub use dump::threaddump;
 pub use exec::{Waitmsg, procexec, threadspawn, threadwaitchan};
 pub use exit::{threadexits, threadexitsall};
+pub use fdwait::threadfdwait;
 pub use kill::{
     threadgetgrp, threadint, threadintgrp, threadkill, threadkillgrp, threadpid, threadsetgrp,
 };

@@ -7,9 +7,10 @@
 //! stack cache. The scheduler loop in [`super::sched`] ties them together.
 
 use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::program::Program;
 use super::stack::{self, StackRef};
@@ -22,6 +23,9 @@ pub(crate) const RUNNING: u32 = 0;
 pub(crate) const SLEEPING: u32 = 1;
 /// Held asleep by the deadlock detector while it inspects the program.
 pub(crate) const FROZEN: u32 = 2;
+/// Asleep in `poll` on its threads' descriptors and its `waker` (see
+/// `super::fdwait`): woken by a write to the waker, not by the futex.
+pub(crate) const POLLING: u32 = 3;
 
 /// A thread record pointer that may sit in another proc's list.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,8 @@ pub(crate) struct ProcShared {
     pub(crate) threads: Biased<Vec<ThreadRef>>,
     /// Id of the thread running now, 0 when the scheduler is.
     pub(crate) running: AtomicU64,
+    /// The eventfd a POLLING proc also polls; made before its first poll.
+    pub(crate) waker: OnceLock<OwnedFd>,
 }
 
 impl ProcShared {
@@ -69,6 +75,7 @@ impl ProcShared {
             attention: AtomicBool::new(false),
             threads: Biased::new(Vec::new()),
             running: AtomicU64::new(0),
+            waker: OnceLock::new(),
         })
     }
 
@@ -169,6 +176,20 @@ impl ProcShared {
                         return;
                     }
                 }
+                POLLING => {
+                    if self
+                        .state
+                        .compare_exchange(POLLING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        self.program.wake_one();
+                        // Made before the state first became POLLING.
+                        if let Some(w) = self.waker.get() {
+                            super::fdwait::signal(w.as_raw_fd());
+                        }
+                        return;
+                    }
+                }
                 FROZEN => std::thread::yield_now(),
                 _ => return,
             }
@@ -209,6 +230,8 @@ pub(crate) struct ProcLocal {
     pub(crate) idle_avg_ns: Cell<u64>,
     /// `procdata` slots.
     pub(crate) data: super::data::Slots,
+    /// Descriptors its threads wait on (`threadfdwait`).
+    pub(crate) fdwaits: super::fdwait::FdWaits,
 }
 
 /// Spare thread records a proc keeps.
@@ -249,6 +272,7 @@ impl ProcLocal {
             spare: RefCell::new(Vec::new()),
             idle_avg_ns: Cell::new(0),
             data: Default::default(),
+            fdwaits: Default::default(),
         }
     }
 

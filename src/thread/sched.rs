@@ -8,6 +8,7 @@
 //! one of its threads. At most half the cores' worth of procs spin at once,
 //! so that a program with a thousand idle procs does not burn the machine.
 
+use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ use corosensei::CoroutineResult;
 
 use super::deadlock;
 use super::fault;
-use super::procs::{self, ProcLocal, ProcShared, RUNNING, SLEEPING};
+use super::fdwait;
+use super::procs::{self, POLLING, ProcLocal, ProcShared, RUNNING, SLEEPING};
 use super::program;
 use super::threads::{self, Thread};
 use crate::util::futex;
@@ -41,7 +43,10 @@ pub(crate) fn run_proc(local: &ProcLocal) {
     let _alt = fault::ensure_altstack();
     loop {
         match local.pop_ready() {
-            Some(t) => run_thread(local, t),
+            Some(t) => {
+                busy_poll(local);
+                run_thread(local, t)
+            }
             None if local.nthreads.get() == 0 => break,
             None => idle(local),
         }
@@ -76,11 +81,30 @@ fn run_thread(local: &ProcLocal, t: *const Thread) {
     }
 }
 
+/// Polls the descriptors of a busy proc now and then, so that a thread
+/// waiting on one is not starved by threads that keep each other ready.
+#[inline(always)]
+fn busy_poll(local: &ProcLocal) {
+    let f = &local.fdwaits;
+    if !f.is_empty() {
+        let n = f.ticks.get() + 1;
+        f.ticks.set(n);
+        if n >= fdwait::BUSY_POLL {
+            f.poll(0, None);
+        }
+    }
+}
+
 /// Waits for a thread of this proc to become ready.
 fn idle(local: &ProcLocal) {
     let sh = &*local.shared;
     let start = Instant::now();
-    if poll(sh, start, local.poll_window()) {
+    if poll(local, start, local.poll_window()) {
+        local.idled(start.elapsed());
+        return;
+    }
+    if !local.fdwaits.is_empty() {
+        sleep_polling(local);
         local.idled(start.elapsed());
         return;
     }
@@ -114,7 +138,12 @@ fn idle(local: &ProcLocal) {
 /// yield it instead, and a yielding proc runs again as soon as the core is
 /// free. So at most as many procs spin at once as there are cores. How
 /// long to poll (`window`) adapts to how long this proc's waits last.
-fn poll(sh: &ProcShared, start: Instant, window: Duration) -> bool {
+///
+/// A proc whose threads wait on descriptors polls those too, without
+/// blocking, between rounds.
+fn poll(local: &ProcLocal, start: Instant, window: Duration) -> bool {
+    let sh = &*local.shared;
+    let fds = &local.fdwaits;
     if program::awake_procs() <= cores() {
         loop {
             for _ in 0..64 {
@@ -122,6 +151,9 @@ fn poll(sh: &ProcShared, start: Instant, window: Duration) -> bool {
                     return true;
                 }
                 std::hint::spin_loop();
+            }
+            if !fds.is_empty() && fds.poll(0, None).0 > 0 {
+                return true;
             }
             if start.elapsed() > SPIN {
                 break;
@@ -132,10 +164,48 @@ fn poll(sh: &ProcShared, start: Instant, window: Duration) -> bool {
         if !sh.inbox_is_empty() {
             return true;
         }
+        if !fds.is_empty() && fds.poll(0, None).0 > 0 {
+            return true;
+        }
         if start.elapsed() > window {
             return false;
         }
         std::thread::yield_now();
+    }
+}
+
+/// Sleeps in `poll` on the threads' descriptors and the proc's waker until
+/// a descriptor is ready or another proc readies a thread (it then writes
+/// the waker: see [`ProcShared::kick`]).
+///
+/// Counted asleep like a sleeping proc, but never reported deadlocked:
+/// the deadlock check freezes only SLEEPING procs, and a client on the far
+/// side of a descriptor can always end such a wait.
+fn sleep_polling(local: &ProcLocal) {
+    let sh = &*local.shared;
+    let prog = &sh.program;
+    let waker = sh.waker.get_or_init(fdwait::new_waker).as_raw_fd();
+    sh.state.store(POLLING, Ordering::SeqCst);
+    prog.sleep_one();
+    let mut kicked = false;
+    if sh.inbox_is_empty() {
+        loop {
+            let (readied, woken) = local.fdwaits.poll(-1, Some(waker));
+            kicked |= woken;
+            if readied > 0 || kicked || sh.state.load(Ordering::SeqCst) != POLLING {
+                break;
+            }
+        }
+    }
+    // Whoever moves the state back to RUNNING counts the proc awake: we,
+    // or a kicker that saw POLLING (whose write to the waker may still be
+    // on its way; the next poll then returns at once and drains it).
+    if sh
+        .state
+        .compare_exchange(POLLING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        prog.wake_one();
     }
 }
 

@@ -90,6 +90,7 @@ pub(crate) enum Block {
     Rendez,
     IoCall,
     Wait,
+    Fd,
 }
 
 impl Block {
@@ -104,6 +105,7 @@ impl Block {
             7 => Block::Rendez,
             8 => Block::IoCall,
             9 => Block::Wait,
+            10 => Block::Fd,
             _ => Block::None,
         }
     }
