@@ -940,6 +940,54 @@ fn held_reads_hold_up_nothing_else() {
 }
 
 #[test]
+fn replies_to_a_client_that_stops_reading_wait_for_it_whole() {
+    const N: u16 = 800;
+    const COUNT: u32 = MSIZE - 24;
+    let _w = common::watchdog(
+        "replies_to_a_client_that_stops_reading_wait_for_it_whole",
+        120,
+    );
+    let f = fixture();
+    let file = f.srv.file2chan("f").unwrap();
+    let mut a = Raw::session(&f);
+    let mut b = Raw::session(&f);
+    a.open(1, "f", OREAD);
+    b.open(1, "f", OREAD);
+    let data = |off: u64| vec![(off % 251) as u8; COUNT as usize];
+    // Far more replies than the socket holds (6.5 MB against the 2 MiB a
+    // connection's send buffer gets at most), none read yet: the connection
+    // has to wait for room, and must not lose or garble any.
+    for tag in 1..=N {
+        a.send(tag, tread(1, u64::from(tag) * u64::from(COUNT), COUNT));
+    }
+    for _ in 1..=N {
+        let (off, n, _, rc) = next_read(&file);
+        assert_eq!(n, COUNT as usize);
+        rc.send(Ok(data(off))).unwrap();
+    }
+    // Time for the connection's writer to find the socket full.
+    std::thread::sleep(Duration::from_millis(100));
+    // Another client is served meanwhile.
+    b.send(9, tread(1, 0, 3));
+    let (_, _, _, rc) = next_read(&file);
+    rc.send(Ok(b"abc".to_vec())).unwrap();
+    assert_eq!(
+        b.recv(),
+        Fcall {
+            tag: 9,
+            msg: rread(b"abc")
+        }
+    );
+    let mut seen = vec![false; usize::from(N) + 1];
+    for _ in 1..=N {
+        let r = a.recv();
+        assert!(!seen[usize::from(r.tag)], "tag {} answered twice", r.tag);
+        seen[usize::from(r.tag)] = true;
+        assert_eq!(r.msg, rread(&data(u64::from(r.tag) * u64::from(COUNT))));
+    }
+}
+
+#[test]
 fn flush() {
     let f = fixture();
     let file = f.srv.file2chan("f").unwrap();

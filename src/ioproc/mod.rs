@@ -311,25 +311,6 @@ impl Ioproc {
         self.io(|st| ops::read(st, fd, buf))
     }
 
-    /// Reads `fd` ahead in this ioproc until end of file, an error or an
-    /// interrupt, sending each chunk as it comes in on `out` (see
-    /// `ops::read_ahead`); returns when the reading is over. For a stream
-    /// whose consumer wants the next bytes without asking for them: the
-    /// ioproc waits in the kernel for them, not for a request.
-    pub(crate) fn read_ahead(
-        &self,
-        fd: impl AsFd,
-        chunk: usize,
-        out: &Chan<io::Result<Vec<u8>>>,
-        spare: &Chan<Vec<u8>>,
-    ) -> io::Result<()> {
-        let fd = fd.as_fd().as_raw_fd();
-        self.io(|st| {
-            ops::read_ahead(st, fd, chunk, out, spare);
-            Ok(())
-        })
-    }
-
     /// Reads until `buf` is full, end of file, or an error (Plan 9's
     /// `ioreadn`); an error after some bytes (an interrupt included) ends
     /// it with those bytes, and is not retried.

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::intr::{IoState, interrupted};
-use crate::channel::Chan;
 
 fn cvt(r: isize) -> io::Result<usize> {
     if r < 0 {
@@ -43,61 +42,6 @@ pub(crate) fn read(st: &IoState, fd: RawFd, buf: &mut [u8]) -> io::Result<usize>
         match cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue, // a non-blocking fd raced
             r => return r,
-        }
-    }
-}
-
-/// Reads `fd` ahead until end of file, an error or an interrupt, sending
-/// each chunk read (at most `chunk` bytes) on `out` as soon as it is in:
-/// the reader needs no request per read, so it is back in `ppoll` before
-/// the next bytes arrive. Buffers come from `spare` when it has one. An
-/// error (an interrupt included) is sent on `out` too; end of file sends
-/// nothing. Returns at the end of the stream, after an error, or once
-/// `out` is closed.
-///
-/// The sends on `out` give back-pressure: a consumer that falls behind
-/// stops the reading. A consumer that stops for good must close `out`,
-/// which releases a blocked send.
-pub(crate) fn read_ahead(
-    st: &IoState,
-    fd: RawFd,
-    chunk: usize,
-    out: &Chan<io::Result<Vec<u8>>>,
-    spare: &Chan<Vec<u8>>,
-) {
-    // A read that filled its buffer may have left more behind: read again
-    // at once, without a wait for readiness.
-    let mut more = false;
-    loop {
-        if !more {
-            if let Err(e) = ready(st, fd, libc::POLLIN) {
-                let _ = out.send(Err(e));
-                return;
-            }
-        }
-        let mut buf = spare.nbrecv().unwrap_or_default();
-        buf.clear();
-        buf.reserve(chunk);
-        let room = buf.capacity();
-        // SAFETY: the read writes at most `room` bytes into the vector's
-        // spare capacity, and the length is set to only what it wrote.
-        let r = cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), room) });
-        match r {
-            Ok(0) => return,
-            Ok(n) => {
-                // SAFETY: the read wrote `n <= room` bytes (see above).
-                unsafe { buf.set_len(n) };
-                more = n == room;
-                if out.send(Ok(buf)).is_err() {
-                    return;
-                }
-            }
-            // A non-blocking fd raced: wait again.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => more = false,
-            Err(e) => {
-                let _ = out.send(Err(e));
-                return;
-            }
         }
     }
 }

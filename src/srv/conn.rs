@@ -20,7 +20,6 @@ use super::file2chan::Fid;
 use super::request;
 use super::tree::{Entry, Tree};
 use super::wire::{Input, Out, set_nonblocking, shutdown, size_send_buffer};
-use crate::ioproc::Ioproc;
 use crate::thread::{ThreadId, threadcreate, threadint, threadsetname};
 
 /// The largest message size the server agrees to: a megabyte of data per
@@ -97,14 +96,14 @@ pub(crate) struct Conn {
 pub(crate) fn serve(shared: Arc<Shared>, fd: OwnedFd, peer: String) {
     threadsetname(&format!("9p conn {peer}"));
     crate::thread::threadsetgrp(super::device::SRV_GROUP);
-    // Non-blocking, so that no call made on it, in this proc or in its
-    // ioprocs, can block outside an interruptible wait. (fcntl cannot fail
-    // on a descriptor we hold open.)
+    // Non-blocking: the proc's threads read and write it, and wait for it
+    // with threadfdwait, an interruptible wait that lets the proc's other
+    // threads run. (fcntl cannot fail on a descriptor we hold open.)
     let _ = set_nonblocking(&fd);
     // Room for a whole reply of the largest size: an Rread then usually
-    // leaves in one non-blocking sendmsg from this proc instead of being
-    // finished piecemeal by the writer's ioproc (a hand-off to another OS
-    // thread per reply, and a wakeup per socket buffer's worth).
+    // leaves in one non-blocking sendmsg at once instead of being finished
+    // piecemeal by the writer thread (a wait for room per socket buffer's
+    // worth).
     size_send_buffer(fd.as_fd(), MAX_MSIZE);
     let fd = Arc::new(fd);
     let Some(key) = shared.add_conn(&fd) else {
@@ -125,12 +124,11 @@ pub(crate) fn serve(shared: Arc<Shared>, fd: OwnedFd, peer: String) {
     threadcreate(
         move || {
             threadsetname("9p writer");
-            let io = Ioproc::new();
-            w.out.writer(&io);
+            w.out.writer();
         },
         0,
     );
-    let mut input = Input::start(fd.clone());
+    let mut input = Input::new(fd.clone());
     // Until the client goes, or sends something that is not a 9P stream:
     // either way the connection is over.
     while let Ok(Some(frame)) = input.next(conn.msize.get()) {

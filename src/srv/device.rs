@@ -115,7 +115,8 @@ impl Drop for Handle {
 /// Its files belong to their [`FileIO`]s and may outlive it.
 ///
 /// The server is written with thread9 itself: a proc per listener and per
-/// connection, ioprocs for the socket I/O, and a thread per file request,
+/// connection (whose threads wait on its socket with
+/// [`threadfdwait`](crate::threadfdwait)), and a thread per file request,
 /// so a read the file's server holds never holds up anything else. Called
 /// inside a program, those procs belong to it (they show in
 /// [`threaddump`](crate::threaddump), in the thread group [`SRV_GROUP`]);

@@ -1,116 +1,65 @@
-//! A connection's byte stream: frames in through an ioproc, replies out
-//! without ever blocking the connection's proc.
+//! A connection's byte stream: frames in and replies out without ever
+//! blocking the connection's proc.
 //!
-//! Input: [`Input`] has an ioproc read the socket ahead, chunk after
-//! chunk, without a request per read (the ioproc waits in the kernel for
-//! the client, not for the connection), and cuts whole messages out of
-//! what it read in one buffer ([`Frames`]): a client that sends many
-//! requests at once costs one read, not one per message.
+//! Input: [`Input`] reads the non-blocking socket from the connection's
+//! thread, waiting for it with [`threadfdwait`] (so the proc itself sleeps
+//! on the socket), and cuts whole messages out of what it read in one
+//! buffer ([`Frames`]): a client that sends many requests at once costs
+//! one read, not one per message.
 //!
 //! Output: [`Out::send`] first tries to write the reply at once with a
 //! non-blocking `sendmsg` (one system call, no hand-off: the common case).
 //! What the socket will not take now is queued for the writer thread, which
-//! finishes it with its own ioproc; while anything is queued, later replies
-//! queue behind it, so replies never interleave on the wire.
+//! finishes it as the client makes room (waiting with [`threadfdwait`]);
+//! while anything is queued, later replies queue behind it, so replies
+//! never interleave on the wire.
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use super::fcall::{Fcall, FcallError, Msg, RREAD};
 use super::frames::{Frames, Next, eof};
-use crate::channel::{Chan, RecvError};
-use crate::ioproc::{Ioproc, interrupted};
-use crate::thread::{threadcreate, threadsetname};
-
-/// Bytes read ahead per chunk: what one read takes off the socket.
-const CHUNK: usize = 64 << 10;
-/// Chunks read ahead of the connection: enough to keep the ioproc reading
-/// while a burst is cut up, few enough to bound what a client can make the
-/// server hold.
-const AHEAD: usize = 4;
-/// Stack of the thread that runs the read-ahead.
-const READER_STACK: usize = 64 << 10;
+use crate::channel::Chan;
+use crate::thread::threadfdwait;
 
 /// Incoming bytes not yet cut into messages.
 pub(crate) struct Input {
     frames: Frames,
-    src: Source,
+    fd: Arc<OwnedFd>,
 }
 
-/// Where the bytes come from: chunks read ahead by an ioproc.
-struct Source {
-    chunks: Chan<io::Result<Vec<u8>>>,
-    /// Used chunks, handed back to the reader for reuse.
-    spare: Chan<Vec<u8>>,
-    cur: Vec<u8>,
-    off: usize,
-}
-
-impl Source {
-    /// Copies what is read ahead into `buf`, waiting for a chunk if none is
-    /// at hand; 0 at the end of the stream.
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.off == self.cur.len() {
-            let used = std::mem::take(&mut self.cur);
-            if used.capacity() > 0 {
-                let _ = self.spare.nbsend(used);
-            }
-            self.off = 0;
-            match self.chunks.recv() {
-                Ok(Ok(c)) => self.cur = c,
-                Ok(Err(e)) => return Err(e),
-                Err(RecvError::Closed) => return Ok(0),
-                Err(RecvError::Interrupted) => return Err(interrupted()),
-            }
+/// Reads what `fd` (non-blocking) has into `buf`, waiting in the proc
+/// (`threadfdwait`) while it has nothing; 0 at the end of the stream.
+fn fill(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            return Ok(r as usize);
         }
-        let n = buf.len().min(self.cur.len() - self.off);
-        buf[..n].copy_from_slice(&self.cur[self.off..self.off + n]);
-        self.off += n;
-        Ok(n)
-    }
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        // Releases the reader if it waits to hand over a chunk.
-        self.chunks.close();
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => threadfdwait(fd.as_fd(), 'r')?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(e),
+        }
     }
 }
 
 impl Input {
-    /// Starts reading `fd` ahead: a thread of the calling proc runs the
-    /// reading in an ioproc of its own until the stream ends (or this
-    /// Input is dropped and the stream is shut down). The ioproc then
-    /// waits in the kernel for a client's next message, instead of for the
-    /// connection to ask for it: one hand-off between OS threads fewer per
-    /// message, and no polling in between.
-    pub(crate) fn start(fd: Arc<OwnedFd>) -> Input {
-        let chunks = Chan::new(AHEAD);
-        let spare = Chan::new(AHEAD + 1);
-        let (out, back) = (chunks.clone(), spare.clone());
-        threadcreate(
-            move || {
-                threadsetname("9p reader");
-                let io = Ioproc::new();
-                if let Err(e) = io.read_ahead(&*fd, CHUNK, &out, &back) {
-                    let _ = out.send(Err(e));
-                }
-                out.close();
-            },
-            READER_STACK,
-        );
+    /// Reads `fd`, which must be non-blocking, from the calling thread.
+    /// While the client has sent nothing the thread waits in its proc's
+    /// scheduler, which sleeps in `poll` on the socket when nothing else is
+    /// to do: the client's message wakes this proc itself, with no other
+    /// OS thread (an ioproc) to wake first and hand it over.
+    pub(crate) fn new(fd: Arc<OwnedFd>) -> Input {
         Input {
             frames: Frames::new("message"),
-            src: Source {
-                chunks,
-                spare,
-                cur: Vec::new(),
-                off: 0,
-            },
+            fd,
         }
     }
 
@@ -118,8 +67,8 @@ impl Input {
     /// buffer when it fits there; `None` at a clean end of stream. An error
     /// leaves the stream out of step: close it.
     pub(crate) fn next(&mut self, max: u32) -> io::Result<Option<Cow<'_, [u8]>>> {
-        let (frames, src) = (&mut self.frames, &mut self.src);
-        match frames.next(max, 4, |buf| src.fill(buf))? {
+        let (frames, fd) = (&mut self.frames, &*self.fd);
+        match frames.next(max, 4, |buf| fill(fd, buf))? {
             None => Ok(None),
             Some(Next::Whole(frame)) => Ok(Some(Cow::Borrowed(frame))),
             // Bigger than the buffer: gather the rest of it straight into
@@ -129,7 +78,7 @@ impl Input {
                 let mut frame = vec![0; size];
                 frame[..have].copy_from_slice(head);
                 while have < size {
-                    match src.fill(&mut frame[have..])? {
+                    match fill(fd, &mut frame[have..])? {
                         0 => return Err(eof("message", have, Some(size))),
                         n => have += n,
                     }
@@ -249,16 +198,16 @@ impl Out {
         }
     }
 
-    /// The writer thread: finishes queued frames with blocking writes in
-    /// its own ioproc, until [`Out::close`].
-    pub(crate) fn writer(&self, io: &Ioproc) {
+    /// The writer thread: finishes queued frames, waiting in the proc
+    /// while the socket is full, until [`Out::close`].
+    pub(crate) fn writer(&self) {
         while self.kick.recv().is_ok() {
             loop {
-                let Some(f) = self.queue.borrow_mut().pop_front() else {
+                let Some(mut f) = self.queue.borrow_mut().pop_front() else {
                     break;
                 };
                 self.busy.set(true);
-                let r = write_rest(io, &self.fd, &f);
+                let r = write_rest(&self.fd, &mut f);
                 self.busy.set(false);
                 if r.is_err() {
                     self.fail();
@@ -329,11 +278,14 @@ fn rest(f: &Frame) -> (&[u8], &[u8]) {
     }
 }
 
-fn write_rest(io: &Ioproc, fd: &OwnedFd, f: &Frame) -> io::Result<()> {
-    let (head, body) = rest(f);
-    for part in [head, body] {
-        if !part.is_empty() && io.write(fd, part)? < part.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+/// Writes what is left of `f`, waiting for room on the socket
+/// ([`threadfdwait`]) whenever it is full.
+fn write_rest(fd: &OwnedFd, f: &mut Frame) -> io::Result<()> {
+    while f.done < f.len() {
+        match send_now(fd, f) {
+            Ok(n) => f.done = n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => threadfdwait(fd.as_fd(), 'w')?,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
