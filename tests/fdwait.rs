@@ -243,3 +243,28 @@ fn rw_other_than_r_or_w_panics() {
     let (_a, b) = pair();
     let _ = threadfdwait(b.as_fd(), 'x');
 }
+
+#[test]
+fn a_thread_waiting_on_a_descriptor_shows_in_dumps() {
+    run(|| {
+        let (mut a, mut b) = pair();
+        let fd = b.as_raw_fd();
+        threadcreate(
+            move || {
+                thread9::threadsetname("waiter");
+                let mut buf = [0u8; 1];
+                read_waiting(&mut b, &mut buf).unwrap();
+            },
+            0,
+        );
+        thread9::threadyield();
+        let dump = thread9::threaddump();
+        let line = dump
+            .lines()
+            .find(|l| l.contains("waiter"))
+            .unwrap_or_else(|| panic!("no waiter in dump:\n{dump}"));
+        assert!(line.contains(&format!("fd wait ({fd})")), "{line}");
+        a.write_all(b"x").unwrap();
+    })
+    .unwrap();
+}
