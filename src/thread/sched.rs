@@ -5,8 +5,11 @@
 //! with nothing to run spins briefly (a partner on another core often
 //! readies something within microseconds, and a futex sleep and wake costs
 //! more than that), then sleeps on its state word until another proc readies
-//! one of its threads. At most half the cores' worth of procs spin at once,
-//! so that a program with a thousand idle procs does not burn the machine.
+//! one of its threads. At most half the cores' worth of procs spin at
+//! once, so that a program with a thousand idle procs does not burn the
+//! machine. A proc whose threads wait on descriptors (`threadfdwait`)
+//! polls them as it spins, and sleeps in `poll` on them instead (see
+//! `super::fdwait`).
 
 use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
