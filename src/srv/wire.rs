@@ -25,6 +25,7 @@ use super::fcall::{Fcall, FcallError, Msg, RREAD};
 use super::frames::{Frames, Next, eof};
 use crate::channel::Chan;
 use crate::thread::threadfdwait;
+use crate::util::read_fd;
 
 /// Incoming bytes not yet cut into messages.
 pub(crate) struct Input {
@@ -36,16 +37,9 @@ pub(crate) struct Input {
 /// (`threadfdwait`) while it has nothing; 0 at the end of the stream.
 fn fill(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is valid for writes of its length.
-        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            return Ok(r as usize);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock => threadfdwait(fd.as_fd(), 'r')?,
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(e),
+        match read_fd(fd.as_fd(), buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => threadfdwait(fd.as_fd(), 'r')?,
+            r => return r,
         }
     }
 }

@@ -165,26 +165,17 @@ impl ProcShared {
     pub(crate) fn kick(&self) {
         loop {
             match self.state.load(Ordering::SeqCst) {
-                SLEEPING => {
+                s @ (SLEEPING | POLLING) => {
                     if self
                         .state
-                        .compare_exchange(SLEEPING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+                        .compare_exchange(s, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
                         .is_ok()
                     {
                         self.program.wake_one();
-                        futex::wake(&self.state, 1);
-                        return;
-                    }
-                }
-                POLLING => {
-                    if self
-                        .state
-                        .compare_exchange(POLLING, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        self.program.wake_one();
-                        // Made before the state first became POLLING.
-                        if let Some(w) = self.waker.get() {
+                        if s == SLEEPING {
+                            futex::wake(&self.state, 1);
+                        } else if let Some(w) = self.waker.get() {
+                            // (Made before the state first became POLLING.)
                             super::fdwait::signal(w.as_raw_fd());
                         }
                         return;

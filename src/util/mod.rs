@@ -8,6 +8,23 @@ pub(crate) mod membarrier;
 pub(crate) mod rng;
 pub(crate) mod spin;
 
+/// One `read(2)` of `fd` into `buf`, retried when a signal interrupts it.
+pub(crate) fn read_fd(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: `fd` is open for the call and `buf` is valid for writes
+        // of `buf.len()` bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// The kernel's id for the calling OS thread (what `ps -L` shows as LWP).
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions and cannot fail.

@@ -7,7 +7,7 @@
 //! kernel and not again here.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::srv::fcall::{Fcall, Msg, RREAD};
 use crate::srv::frames::{Frames, Next, eof};
@@ -113,18 +113,7 @@ fn decode(frame: &[u8]) -> Result<Fcall, Bad> {
 
 /// One blocking read into `buf`, retried when interrupted.
 fn read(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `sock` is open for the call and `buf` is valid for
-        // writes of `buf.len()` bytes.
-        let n = unsafe { libc::read(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::util::read_fd(sock.as_fd(), buf)
 }
 
 #[cfg(test)]
