@@ -28,6 +28,11 @@ use crate::ioproc::interrupted;
 /// A busy proc polls its descriptors once per this many thread switches.
 pub(crate) const BUSY_POLL: u32 = 61;
 
+/// How a descriptor wait ends, as the entry index of its outcome: the
+/// descriptor is ready, or poll found it not open (POLLNVAL).
+const READY: usize = 0;
+const NOT_OPEN: usize = 1;
+
 /// One registered wait.
 struct Entry {
     fd: RawFd,
@@ -107,15 +112,21 @@ impl FdWaits {
         let mut k = 0;
         let mut es = self.entries.borrow_mut();
         es.retain(|e| {
-            let fired = pfds[k].revents != 0;
+            let revents = pfds[k].revents;
+            let fired = revents != 0;
             k += 1;
             if fired {
+                let how = if revents & libc::POLLNVAL != 0 {
+                    NOT_OPEN
+                } else {
+                    READY
+                };
                 // SAFETY: a registered thread is parked in its fd wait (it
                 // unregisters before it returns), so it is alive; the claim
                 // is made on the proc's own OS thread, as the only other
                 // claim of such a wait, an interrupt, is.
                 unsafe {
-                    if (*e.thread).waiter.claim(done(0)) {
+                    if (*e.thread).waiter.claim(done(how)) {
                         threads::ready(e.thread);
                         readied += 1;
                     }
@@ -215,11 +226,6 @@ pub fn threadfdwait(fd: BorrowedFd<'_>, rw: char) -> io::Result<()> {
     if t.is_killed() && threads::die_or_report() {
         return Err(interrupted());
     }
-    // A bad descriptor would make every poll of the proc return at once.
-    // SAFETY: F_GETFD only inspects the descriptor table.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
     let local = procs::local().expect("a running thread has a proc");
     t.waiter.prepare_unqueued();
     t.set_blocked(Block::Fd, fd as usize, true);
@@ -229,6 +235,7 @@ pub fn threadfdwait(fd: BorrowedFd<'_>, rw: char) -> io::Result<()> {
         thread: t,
     });
     match t.waiter.park() {
+        Outcome::Done(NOT_OPEN) => Err(io::Error::from_raw_os_error(libc::EBADF)),
         Outcome::Done(_) => Ok(()),
         _ => {
             local.fdwaits.remove(t);
