@@ -13,6 +13,15 @@
 //! Slabs are reserved with `MAP_NORESERVE` and `MADV_NOHUGEPAGE`: a stack
 //! only costs the pages its thread touches, and a touched page must not
 //! become a 2 MiB transparent huge page.
+//!
+//! Every slot spans an odd number of pages (the guard grows by a page when
+//! it would be even). A thread parked in a channel operation touches only
+//! the top few hundred bytes of its stack, so a chain of threads (the prime
+//! sieve) walks one page per thread at the slot stride. TLBs and caches
+//! pick a set from the low bits of the page number; an even stride such as
+//! the 12 pages of a 32 KiB stack leaves most sets unused and the tops of
+//! a thousand stacks evict one another, while an odd stride cycles through
+//! every set. Measured: `primes_thread_2000` 308 ms -> 244 ms.
 
 use std::io;
 use std::sync::Mutex;
@@ -40,26 +49,38 @@ pub(crate) fn usable_size(request: usize) -> usize {
     want.max(MIN_STACK).next_multiple_of(PAGE)
 }
 
-/// A stack: `[bottom, bottom + GUARD)` is the guard, `[bottom + GUARD, top)`
-/// the usable part. Owned by exactly one thread or free list at a time.
+/// A stack: `[bottom, limit)` is the guard, `[limit, top)` the usable
+/// part. Owned by exactly one thread or free list at a time.
 pub(crate) struct Stack {
     bottom: usize,
+    limit: usize,
     top: usize,
 }
 
 impl Stack {
     pub(crate) fn size(&self) -> usize {
-        self.top - self.bottom - GUARD
+        self.top - self.limit
     }
 
     /// The guard's address range, for the fault handler.
     pub(crate) fn guard(&self) -> (usize, usize) {
-        (self.bottom, self.bottom + GUARD)
+        (self.bottom, self.limit)
+    }
+}
+
+/// The guard below a stack of `size` bytes: at least [`GUARD`], and a page
+/// more when that makes the slot an odd number of pages (see the module
+/// doc).
+fn guard_for(size: usize) -> usize {
+    if ((size + GUARD) / PAGE).is_multiple_of(2) {
+        GUARD + PAGE
+    } else {
+        GUARD
     }
 }
 
 // SAFETY: `top` is page aligned (so aligned to STACK_ALIGNMENT), the range
-// below it down to `bottom + GUARD` is mapped read/write and used by no one
+// below it down to `limit` is mapped read/write and used by no one
 // else while this Stack exists, the guard makes an overflow fault instead of
 // touching other memory, and the usable size is at least MIN_STACK, far above
 // corosensei's MIN_STACK_SIZE.
@@ -172,7 +193,8 @@ fn no_stack(size: usize, what: &str, err: io::Error) -> ! {
 
 impl Class {
     fn carve(&mut self) -> Stack {
-        let slot = self.size + GUARD;
+        let guard = guard_for(self.size);
+        let slot = self.size + guard;
         if self.next == self.end {
             let bytes = (SLAB / slot).max(1) * slot;
             // SAFETY: an anonymous private mapping at an address of the
@@ -198,19 +220,20 @@ impl Class {
         }
         let bottom = self.next;
         self.next += slot;
-        install_guard(bottom, self.size);
+        install_guard(bottom, guard, self.size);
         Stack {
             bottom,
+            limit: bottom + guard,
             top: bottom + slot,
         }
     }
 }
 
-fn install_guard(bottom: usize, size: usize) {
+fn install_guard(bottom: usize, guard: usize, size: usize) {
     if guard_mode() == GUARD_MADVISE {
         // SAFETY: the range is the low end of a slot in a slab we mapped and
         // gave to no one yet.
-        let r = unsafe { libc::madvise(bottom as *mut libc::c_void, GUARD, MADV_GUARD_INSTALL) };
+        let r = unsafe { libc::madvise(bottom as *mut libc::c_void, guard, MADV_GUARD_INSTALL) };
         if r == 0 {
             return;
         }
@@ -222,7 +245,7 @@ fn install_guard(bottom: usize, size: usize) {
         GUARD_MODE.store(GUARD_MPROTECT, Ordering::Relaxed);
     }
     // SAFETY: as above; PROT_NONE on our own unused pages.
-    let r = unsafe { libc::mprotect(bottom as *mut libc::c_void, GUARD, libc::PROT_NONE) };
+    let r = unsafe { libc::mprotect(bottom as *mut libc::c_void, guard, libc::PROT_NONE) };
     if r != 0 {
         no_stack(size, "mprotect (guard page)", io::Error::last_os_error());
     }
@@ -232,11 +255,7 @@ fn release_pages(s: &Stack) {
     // SAFETY: the stack is free: no thread runs on it, so its contents may
     // be discarded. The range excludes the guard, which stays in place.
     unsafe {
-        libc::madvise(
-            (s.bottom + GUARD) as *mut libc::c_void,
-            s.size(),
-            libc::MADV_DONTNEED,
-        );
+        libc::madvise(s.limit as *mut libc::c_void, s.size(), libc::MADV_DONTNEED);
     }
 }
 
@@ -316,5 +335,40 @@ impl Drop for Cache {
         for (size, v) in self.classes.drain(..) {
             give_back(size, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_an_odd_number_of_pages_with_at_least_the_guard() {
+        for pages in MIN_STACK / PAGE..=DEFAULT_STACK / PAGE + 3 {
+            let size = pages * PAGE;
+            let guard = guard_for(size);
+            assert!(guard == GUARD || guard == GUARD + PAGE, "size {size}");
+            assert_eq!((size + guard) / PAGE % 2, 1, "size {size}");
+        }
+    }
+
+    #[test]
+    fn carved_stacks_keep_their_size_and_guard() {
+        let mut c = Class {
+            size: MIN_STACK,
+            free: Vec::new(),
+            next: 0,
+            end: 0,
+        };
+        let (a, b) = (c.carve(), c.carve());
+        for s in [&a, &b] {
+            assert_eq!(s.size(), MIN_STACK);
+            assert_eq!(s.guard().1 - s.guard().0, GUARD + PAGE);
+            assert_eq!(s.guard().1, s.limit);
+        }
+        // Consecutive slots: the stride is the odd slot, so their tops
+        // differ in the low bit of the page number.
+        assert_eq!(b.bottom - a.bottom, MIN_STACK + GUARD + PAGE);
+        assert_ne!(a.top / PAGE % 2, b.top / PAGE % 2);
     }
 }
