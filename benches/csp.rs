@@ -225,6 +225,70 @@ fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
     t.elapsed()
 }
 
+/// Diagnostic: what the kernel charges to hand a core from one OS thread
+/// to another. Two OS threads pinned to one core take turns through a
+/// futex; the time per hand-off (a wake, a sleep and a context switch).
+/// A hop between procs that finds its partner asleep costs at least this,
+/// so it is the floor under `primes_proc_10000`'s time per hop.
+fn os_switch(n: u64) -> Duration {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
+        // SAFETY: a futex call on a live word; a null timeout waits
+        // without one, and FUTEX_WAKE ignores it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                op | libc::FUTEX_PRIVATE_FLAG,
+                val,
+                std::ptr::null::<libc::timespec>(),
+            );
+        }
+    }
+    fn pin_to(cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t is the empty set; the call reads the
+        // set we pass and affects only the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize;
+    let turn = Arc::new(AtomicU32::new(0));
+    let rounds = n as u32 / 2;
+    // Both sides on threads of their own: the bench's thread stays free.
+    let side = |first: bool| {
+        let turn = turn.clone();
+        std::thread::spawn(move || {
+            pin_to(cpu);
+            let t = Instant::now();
+            for i in 0..rounds {
+                let (mine, next) = if first {
+                    (2 * i, 2 * i + 1)
+                } else {
+                    (2 * i + 1, 2 * i + 2)
+                };
+                loop {
+                    let now = turn.load(Ordering::Acquire);
+                    if now == mine {
+                        break;
+                    }
+                    futex(&turn, libc::FUTEX_WAIT, now);
+                }
+                turn.store(next, Ordering::Release);
+                futex(&turn, libc::FUTEX_WAKE, 1);
+            }
+            t.elapsed()
+        })
+    };
+    let (a, b) = (side(true), side(false));
+    b.join().unwrap();
+    a.join().unwrap()
+}
+
 /// Two threads of one proc taking turns on a QLock: each holds it across a
 /// yield, so the other is always waiting when it is released and every
 /// acquisition is a hand-off. Reports the time per hand-off.
@@ -740,6 +804,9 @@ fn main() {
         timed("primes_proc_10000", 3, 1, "ms", 1e3, |_| {
             sieve(true, 0, u64::MAX, 10000)
         });
+    }
+    if want("os_switch") {
+        timed("os_switch", 7, 100_000, "ns", 1e9, os_switch);
     }
     if want("qlock_thread") {
         timed("qlock_thread", 7, 1_000_000, "ns", 1e9, qlock_thread);
