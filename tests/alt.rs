@@ -330,3 +330,35 @@ fn the_alt_macro() {
     })
     .unwrap();
 }
+
+#[test]
+fn slots_follow_the_rules_and_an_empty_send_slot_is_an_error() {
+    run(|| {
+        let (a, b, c) = (
+            Chan::<i32>::new(0),
+            Chan::<i32>::new(1),
+            Chan::<i32>::new(0),
+        );
+        b.send(2).unwrap();
+        // A receive slot is emptied when the alt starts, whatever it held;
+        // a send that is not performed keeps its value.
+        let (mut x, mut y, mut s) = (Some(99), Some(98), Some(7));
+        let mut alt = Alt::new();
+        alt.recv(&a, &mut x).recv(&b, &mut y).send(&c, &mut s);
+        assert_eq!(alt.alt(), Ok(1));
+        drop(alt);
+        assert_eq!((x, y, s), (None, Some(2), Some(7)));
+    })
+    .unwrap();
+    let r = run(|| {
+        let (a, c) = (Chan::<i32>::new(1), Chan::<i32>::new(1));
+        let (mut x, mut s) = (None, None);
+        let mut alt = Alt::new();
+        alt.recv(&a, &mut x).send(&c, &mut s);
+        let _ = alt.nbalt();
+    });
+    assert_eq!(
+        r,
+        Err("panic: thread9: alt entry 1 sends from an empty slot".to_string())
+    );
+}
