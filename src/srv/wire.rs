@@ -285,8 +285,6 @@ fn write_rest(fd: &OwnedFd, f: &mut Frame) -> io::Result<()> {
     Ok(())
 }
 
-/// Shuts both directions of a socket: a reader blocked on it sees the end
-/// of the stream, a writer an error, and the peer the connection's end.
 /// Makes `fd` non-blocking, so that no call on it can block outside an
 /// interruptible wait.
 pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
@@ -302,6 +300,8 @@ pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
+/// Shuts both directions of a socket: a reader blocked on it sees the end
+/// of the stream, a writer an error, and the peer the connection's end.
 pub(crate) fn shutdown(fd: &OwnedFd) {
     // SAFETY: shutdown on a descriptor we hold open; errors (not a socket,
     // already shut) leave nothing to undo.
