@@ -24,6 +24,7 @@ use super::procs;
 use super::threads::{self, Thread};
 use super::wait::{Block, Outcome, done};
 use crate::ioproc::interrupted;
+use crate::util::read_fd;
 
 /// A busy proc polls its descriptors once per this many thread switches.
 pub(crate) const BUSY_POLL: u32 = 61;
@@ -77,7 +78,7 @@ impl FdWaits {
     /// `timeout_ms` (-1: until one is ready), and readies the thread of
     /// every wait that is over. Returns how many it readied and whether
     /// `waker` fired. Runs in the scheduler, on the proc's OS thread.
-    pub(crate) fn poll(&self, timeout_ms: i32, waker: Option<RawFd>) -> (usize, bool) {
+    pub(crate) fn poll(&self, timeout_ms: i32, waker: Option<BorrowedFd<'_>>) -> (usize, bool) {
         self.ticks.set(0);
         let mut pfds = self.pfds.borrow_mut();
         pfds.clear();
@@ -88,7 +89,7 @@ impl FdWaits {
         }));
         if let Some(w) = waker {
             pfds.push(libc::pollfd {
-                fd: w,
+                fd: w.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             });
@@ -140,12 +141,10 @@ impl FdWaits {
     }
 }
 
-/// Empties an eventfd.
-fn drain(fd: RawFd) {
-    let mut v = 0u64;
-    // SAFETY: reads 8 bytes into `v`; the eventfd is non-blocking, so this
-    // returns at once whether or not it was signalled.
-    unsafe { libc::read(fd, (&raw mut v).cast(), 8) };
+/// Empties an eventfd. It is non-blocking, so this returns at once
+/// whether or not it was signalled (EAGAIN then, which is no error here).
+fn drain(fd: BorrowedFd<'_>) {
+    let _ = read_fd(fd, &mut [0; 8]);
 }
 
 /// A proc's eventfd: other procs write it to wake the proc from `poll`.

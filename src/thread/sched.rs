@@ -11,7 +11,7 @@
 //! polls them as it spins, and sleeps in `poll` on them instead (see
 //! `super::fdwait`).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -187,7 +187,7 @@ fn poll(local: &ProcLocal, start: Instant, window: Duration) -> bool {
 fn sleep_polling(local: &ProcLocal) {
     let sh = &*local.shared;
     let prog = &sh.program;
-    let waker = sh.waker.get_or_init(fdwait::new_waker).as_raw_fd();
+    let waker = sh.waker.get_or_init(fdwait::new_waker).as_fd();
     sh.state.store(POLLING, Ordering::SeqCst);
     prog.sleep_one();
     let mut kicked = false;

@@ -10,10 +10,24 @@ pub(crate) mod spin;
 
 /// One `read(2)` of `fd` into `buf`, retried when a signal interrupts it.
 pub(crate) fn read_fd(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: initialized bytes are valid `MaybeUninit<u8>`s, and
+    // `read_uninit` only ever stores initialized bytes through the slice,
+    // so `buf` stays initialized.
+    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    read_uninit(fd, buf)
+}
+
+/// [`read_fd`] into memory that need not be initialized yet (a `Vec`'s
+/// spare capacity): the first `n` bytes are initialized when it returns
+/// `Ok(n)`.
+pub(crate) fn read_uninit(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     loop {
         // SAFETY: `fd` is open for the call and `buf` is valid for writes
-        // of `buf.len()` bytes.
+        // of `buf.len()` bytes; read(2) only writes, never reads, them.
         let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
             return Ok(n as usize);

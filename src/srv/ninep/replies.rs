@@ -7,10 +7,11 @@
 //! kernel and not again here.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::srv::fcall::{Fcall, Msg, RREAD};
 use crate::srv::frames::{Frames, Next, eof};
+use crate::util::{read_fd, read_uninit};
 
 /// An `Rread`'s header: size[4] type[1] tag[2] count[4].
 const RREAD_HEAD: usize = 11;
@@ -46,7 +47,9 @@ impl Replies {
     /// stream. After an error the stream is out of step.
     pub(super) fn next(&mut self, max: u32) -> Result<Option<Fcall>, Bad> {
         let sock = &self.sock;
-        let next = self.frames.next(max, RREAD_HEAD, |buf| read(sock, buf))?;
+        let next = self
+            .frames
+            .next(max, RREAD_HEAD, |buf| read_fd(sock.as_fd(), buf))?;
         let (head, size) = match next {
             None => return Ok(None),
             Some(Next::Whole(frame)) => return decode(frame).map(Some),
@@ -79,29 +82,13 @@ impl Replies {
         while v.len() < want {
             let len = v.len();
             let spare = &mut v.spare_capacity_mut()[..want - len];
-            // SAFETY: `spare` is valid for writes of `spare.len()` bytes
-            // (read only writes bytes; it never reads the uninitialized
-            // ones), and `sock` is open for the call.
-            let n = unsafe {
-                libc::read(
-                    self.sock.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            let n = read_uninit(self.sock.as_fd(), spare)?;
             if n == 0 {
                 return Err(eof("reply", skip + v.len(), Some(size)));
             }
             // SAFETY: read initialized the first `n` bytes of the spare
             // capacity (n <= spare.len(), so within capacity).
-            unsafe { v.set_len(len + n as usize) };
+            unsafe { v.set_len(len + n) };
         }
         Ok(())
     }
@@ -109,11 +96,6 @@ impl Replies {
 
 fn decode(frame: &[u8]) -> Result<Fcall, Bad> {
     Fcall::decode(frame).map_err(|e| Bad::Message(e.to_string()))
-}
-
-/// One blocking read into `buf`, retried when interrupted.
-fn read(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    crate::util::read_fd(sock.as_fd(), buf)
 }
 
 #[cfg(test)]
