@@ -74,6 +74,13 @@ impl FdWaits {
         self.len.set(es.len());
     }
 
+    /// Polls the registered descriptors without blocking, if there are
+    /// any; true if that readied a thread.
+    #[inline]
+    pub(crate) fn poll_now(&self) -> bool {
+        !self.is_empty() && self.poll(0, None).0 > 0
+    }
+
     /// Polls the registered descriptors (and `waker`, if given) for up to
     /// `timeout_ms` (-1: until one is ready), and readies the thread of
     /// every wait that is over. Returns how many it readied and whether

@@ -155,7 +155,7 @@ fn poll(local: &ProcLocal, start: Instant, window: Duration) -> bool {
                 }
                 std::hint::spin_loop();
             }
-            if !fds.is_empty() && fds.poll(0, None).0 > 0 {
+            if fds.poll_now() {
                 return true;
             }
             if start.elapsed() > SPIN {
@@ -167,7 +167,7 @@ fn poll(local: &ProcLocal, start: Instant, window: Duration) -> bool {
         if !sh.inbox_is_empty() {
             return true;
         }
-        if !fds.is_empty() && fds.poll(0, None).0 > 0 {
+        if fds.poll_now() {
             return true;
         }
         if start.elapsed() > window {
