@@ -216,6 +216,9 @@ pub fn run<F: FnOnce() + 'static>(f: F) -> Result<(), String> {
              second program; start another proc with proccreate instead"
         );
     }
+    // Before the notes thread exists: registering is cheap only while the
+    // process has one OS thread.
+    crate::util::membarrier::prepare();
     exit::install_panic_hook();
     fault::install();
     super::notes::install();

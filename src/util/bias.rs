@@ -210,3 +210,48 @@ impl<T> Drop for BiasedGuard<'_, T> {
         self.b.lock.leave(self.e);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    struct Counter {
+        lock: BiasedLock,
+        n: UnsafeCell<u64>,
+    }
+    // SAFETY: `n` is only touched inside the lock's critical section.
+    unsafe impl Sync for Counter {}
+
+    fn bump(c: &Counter, proc: u64) {
+        let e = c.lock.enter(proc);
+        // SAFETY: inside the critical section.
+        unsafe { *c.n.get() += 1 };
+        c.lock.leave(e);
+    }
+
+    #[test]
+    fn a_biased_lock_stays_exclusive_through_revocation() {
+        if !membarrier::wait_registered() {
+            return; // no biasing on this kernel: nothing to revoke
+        }
+        let c = Arc::new(Counter {
+            lock: BiasedLock::new(false),
+            n: UnsafeCell::new(0),
+        });
+        for _ in 0..BIAS_AFTER + 1 {
+            bump(&c, 1);
+        }
+        assert_eq!(c.lock.bias.load(Ordering::Relaxed), 1, "biased to proc 1");
+        const N: u64 = 200_000;
+        let other = {
+            let c = c.clone();
+            std::thread::spawn(move || (0..N).for_each(|_| bump(&c, 2)))
+        };
+        (0..N).for_each(|_| bump(&c, 1));
+        other.join().unwrap();
+        assert_eq!(c.lock.bias.load(Ordering::Relaxed), 0, "revoked for good");
+        // SAFETY: both parties are done.
+        assert_eq!(unsafe { *c.n.get() }, N * 2 + u64::from(BIAS_AFTER) + 1);
+    }
+}
