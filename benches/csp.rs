@@ -487,6 +487,33 @@ fn idle_threads(n: u64) -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// Diagnostic: the wall time of a process's first program, which starts
+/// the library's OS threads and biases a channel (so it includes the
+/// one-time membarrier registration), in a fresh child process; us.
+fn first_run() -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .arg("--first-run-child")
+        .output()
+        .expect("run the first-run child");
+    assert!(out.status.success(), "first-run child failed");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn first_run_child() {
+    let t = Instant::now();
+    run(|| {
+        let c = Chan::new(0);
+        let d = c.clone();
+        threadcreate(move || (0..100).for_each(|i| d.send(i).unwrap()), 0);
+        for i in 0..100 {
+            assert_eq!(c.recv(), Ok(i));
+        }
+    })
+    .unwrap();
+    println!("{}", t.elapsed().as_secs_f64() * 1e6);
+}
+
 /// One run of `spawn_wait`: `n` rounds of threadspawn(`true`) and
 /// receiving its Waitmsg, and as many of std's `Command::status()` on
 /// `true`, in one program; microseconds per round, (ours, std).
@@ -747,6 +774,10 @@ fn main() {
         idle_child(args[1].parse().unwrap());
         return;
     }
+    if args.first().map(String::as_str) == Some("--first-run-child") {
+        first_run_child();
+        return;
+    }
     let only: Vec<&str> = args
         .iter()
         .filter(|a| !a.starts_with('-'))
@@ -804,6 +835,13 @@ fn main() {
         timed("primes_proc_10000", 3, 1, "ms", 1e3, |_| {
             sieve(true, 0, u64::MAX, 10000)
         });
+    }
+    if want("first_run") {
+        report(
+            "first_run",
+            median((0..7).map(|_| first_run()).collect()),
+            "us",
+        );
     }
     if want("os_switch") {
         timed("os_switch", 7, 100_000, "ns", 1e9, os_switch);
