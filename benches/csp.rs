@@ -474,14 +474,20 @@ fn idle_child(n: u64) {
 }
 
 fn idle_threads(n: u64) -> f64 {
+    child_figure(&["--idle-child", &n.to_string()])
+}
+
+/// Runs this bench binary again with `args` (one of its child modes) and
+/// gives the one number the child prints.
+fn child_figure(args: &[&str]) -> f64 {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--idle-child", &n.to_string()])
+        .args(args)
         .output()
-        .expect("run the idle child");
+        .unwrap_or_else(|e| panic!("run the child {args:?}: {e}"));
     assert!(
         out.status.success(),
-        "idle child failed: {}",
+        "child {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
@@ -491,13 +497,7 @@ fn idle_threads(n: u64) -> f64 {
 /// the library's OS threads and biases a channel (so it includes the
 /// one-time membarrier registration), in a fresh child process; us.
 fn first_run() -> f64 {
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .arg("--first-run-child")
-        .output()
-        .expect("run the first-run child");
-    assert!(out.status.success(), "first-run child failed");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    child_figure(&["--first-run-child"])
 }
 
 fn first_run_child() {
