@@ -156,7 +156,8 @@ impl<T: ?Sized> QLock<T> {
     }
 
     // Inlined so that the switch lands in the caller's frame (see
-    // `Waiter::park`).
+    // `Waiter::park`); `lock_start` and `unlock` too, as in `Chan::send`
+    // (qlock_thread: 48.5 ns out of line, 38.8 inlined).
     #[inline(always)]
     fn acquire(&self, interruptible: bool) -> Result<QLockGuard<'_, T>, Interrupted> {
         let mut e = MaybeUninit::uninit();
@@ -179,6 +180,7 @@ impl<T: ?Sized> QLock<T> {
     }
 
     /// Takes the lock if free, else queues `e` (PARK).
+    #[inline(always)]
     fn lock_start(&self, e: &mut MaybeUninit<Entry>, interruptible: bool) -> u8 {
         let me = Me::get();
         // A killed thread dies here; one already unwinding still gets the
@@ -223,6 +225,7 @@ impl<T: ?Sized> QLock<T> {
     }
 
     /// Releases the lock: to the oldest waiter if there is one.
+    #[inline(always)]
     pub(crate) fn unlock(&self) {
         let me = Me::get();
         let h = self.hdr.enter(me);
