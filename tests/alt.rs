@@ -199,6 +199,36 @@ fn an_alt_may_name_a_channel_twice() {
 }
 
 #[test]
+fn an_alt_of_many_entries_waits_on_all_and_leaves_no_trace() {
+    run(|| {
+        // More entries than an alt keeps inline, named in the reverse of
+        // the order the channels were made in, after a nop.
+        let chans: Vec<Chan<usize>> = (0..7).map(|_| Chan::new(0)).collect();
+        for target in [6, 4, 3, 0] {
+            let c = chans[target].clone();
+            threadcreate(move || c.send(100 + target).unwrap(), 0);
+            let mut slots = vec![None; 7];
+            let mut alt = Alt::new();
+            alt.nop();
+            for (c, s) in chans.iter().zip(slots.iter_mut()).rev() {
+                alt.recv(c, s);
+            }
+            assert_eq!(alt.len(), 8);
+            // Entry 1 is channel 6, entry 7 channel 0.
+            assert_eq!(alt.alt(), Ok(7 - target));
+            drop(alt);
+            let mut want = vec![None; 7];
+            want[target] = Some(100 + target);
+            assert_eq!(slots, want);
+            for c in &chans {
+                assert_eq!(c.nbsend(0), Err(thread9::TrySendError::Full(0)));
+            }
+        }
+    })
+    .unwrap();
+}
+
+#[test]
 fn alt_across_procs_delivers_every_value_once() {
     run(|| {
         let (a, b) = (Chan::<u64>::new(0), Chan::<u64>::new(0));

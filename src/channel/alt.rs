@@ -281,19 +281,7 @@ impl<'a> Alt<'a> {
             return pack(Err(AltError::Interrupted));
         }
         let es = self.entries.as_slice();
-        let mut n = 0;
-        for (i, e) in es.iter().enumerate() {
-            let Some(p) = e.port else { continue };
-            // SAFETY: the slot was given with this channel's element type.
-            unsafe {
-                if !e.send {
-                    p.reset_slot(e.slot);
-                } else if !p.slot_full(e.slot) {
-                    panic!("thread9: alt entry {i} sends from an empty slot");
-                }
-            }
-            n += 1;
-        }
+        let n = w.set_live(es);
         if n == 0 {
             if !block {
                 return pack(Err(AltError::WouldBlock));
@@ -303,53 +291,35 @@ impl<'a> Alt<'a> {
             me.set_blocked(Block::Alt, 0, false);
             return PARK;
         }
-        // Three lists of entry indexes: the live entries (kept for
-        // `finish`), the order to lock them in, and the order to try them.
-        let mut small = [0usize; 2 * INLINE];
-        let mut heap = Vec::new();
-        let scratch = if n <= INLINE {
-            &mut small[..2 * n]
-        } else {
-            heap.resize(2 * n, 0);
-            &mut heap[..]
-        };
-        let (order, perm) = scratch.split_at_mut(n);
         // Where the queue entries go if we wait (they must not move then).
         let wp = AltWait::entries(&mut w.waits, &mut w.more_waits, n);
         w.waiter = me.waiter_ptr();
-        let live = w.set_live(es, n);
-        let port = |i: usize| es[i].port.expect("live entries have a channel");
+        let live = w.live();
+        // SAFETY (for every `entry` call below): `live` holds indexes of
+        // `es`, made by `set_live` from `es` itself.
+        let entry = |i: usize| unsafe { es.get_unchecked(i) };
+        let port = |e: &AltEntry<'a>| e.port.expect("live entries have a channel");
 
-        // Enter every channel once, in address order.
-        // (Element by element: copy_from_slice would call memcpy.)
-        for (o, &l) in order.iter_mut().zip(live) {
-            *o = l;
-        }
-        for k in 1..n {
-            let mut j = k;
-            while j > 0 && es[order[j - 1]].hdr > es[order[j]].hdr {
-                order.swap(j - 1, j);
-                j -= 1;
-            }
-        }
+        // Enter every channel once, in address order (`live` is in that
+        // order, so a channel named twice comes up twice in a row).
         let mut last = ptr::null();
-        for &i in order.iter() {
-            let e = es[i];
+        for &i in live {
+            let e = entry(i);
             if e.hdr != last {
                 // SAFETY: the header lives as long as the channel, which
                 // the alt borrows.
                 let h = unsafe { (*e.hdr).enter(me) };
                 if h.shared_now {
                     // SAFETY: just entered.
-                    unsafe { port(i).mark_shared() };
+                    unsafe { port(e).mark_shared() };
                 }
                 last = e.hdr;
             }
         }
         let leave_all = || {
             let mut last = ptr::null();
-            for &i in order.iter() {
-                let h = es[i].hdr;
+            for &i in live {
+                let h = entry(i).hdr;
                 if h != last {
                     // SAFETY: entered above.
                     unsafe { (*h).leave_entered() };
@@ -359,6 +329,14 @@ impl<'a> Alt<'a> {
         };
 
         // Scan in random order; perform the first ready entry.
+        let mut small = [0usize; INLINE];
+        let mut heap = Vec::new();
+        let perm = if n <= INLINE {
+            &mut small[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap[..]
+        };
         for (p, &l) in perm.iter_mut().zip(live) {
             *p = l;
         }
@@ -366,9 +344,9 @@ impl<'a> Alt<'a> {
             perm.swap(k, rng::below(k + 1));
         }
         for &i in perm.iter() {
-            let e = es[i];
+            let e = entry(i);
             // SAFETY: all entered; slots typed, receive slots emptied.
-            match unsafe { port(i).try_op(e.send, e.slot) } {
+            match unsafe { port(e).try_op(e.send, e.slot) } {
                 Ready::No => {}
                 Ready::Done(w) => {
                     leave_all();
@@ -392,8 +370,8 @@ impl<'a> Alt<'a> {
         // Queue on every channel; the caller parks. Entries all on one
         // channel are claimed under its lock alone; entries on several, by
         // partners holding different locks.
-        let first = es[order[0]].hdr;
-        if es[order[n - 1]].hdr == first {
+        let first = entry(live[0]).hdr;
+        if entry(live[n - 1]).hdr == first {
             // SAFETY: the header lives as long as the channel, which the
             // alt borrows.
             me.waiter().prepare(unsafe { &*first });
@@ -402,12 +380,13 @@ impl<'a> Alt<'a> {
         }
         let mut shared = false;
         for (k, &i) in live.iter().enumerate() {
+            let e = entry(i);
             // SAFETY: entered; `wp` has room for n entries, in the
             // caller's frame, not moved until `finish` has dequeued them.
             unsafe {
-                wp.add(k).write(Entry::new(me.waiter_ptr(), es[i].slot, i));
-                port(i).enqueue(es[i].send, wp.add(k));
-                shared |= (*es[i].hdr).is_shared();
+                wp.add(k).write(Entry::new(me.waiter_ptr(), e.slot, i));
+                port(e).enqueue(e.send, wp.add(k));
+                shared |= (*e.hdr).is_shared();
             }
         }
         me.set_blocked(Block::Alt, 0, shared);
@@ -476,23 +455,44 @@ impl AltWait {
         }
     }
 
-    /// Records the indexes of the `n` entries that have a channel.
-    fn set_live(&mut self, es: &[AltEntry<'_>], n: usize) -> &[usize] {
-        self.n = n;
-        let live = if n <= INLINE {
-            &mut self.live[..n]
-        } else {
-            self.more_live.resize(n, 0);
-            &mut self.more_live[..]
-        };
-        let mut k = 0;
+    /// Records the indexes of the entries that have a channel, in the
+    /// order their channels are locked in: by header address, entries on
+    /// one channel in their own order (so that they are queued there in
+    /// it). Checks their slots on the way: receive slots are emptied, send
+    /// slots must hold a value. Returns how many there are.
+    fn set_live(&mut self, es: &[AltEntry<'_>]) -> usize {
+        let mut n = 0;
         for (i, e) in es.iter().enumerate() {
-            if e.port.is_some() {
-                live[k] = i;
-                k += 1;
+            let Some(p) = e.port else { continue };
+            // SAFETY: the slot was given with this channel's element type.
+            unsafe {
+                if !e.send {
+                    p.reset_slot(e.slot);
+                } else if !p.slot_full(e.slot) {
+                    panic!("thread9: alt entry {i} sends from an empty slot");
+                }
             }
+            if n == INLINE {
+                self.more_live.clear();
+                self.more_live.extend_from_slice(&self.live);
+            }
+            let live = if n < INLINE {
+                &mut self.live[..n + 1]
+            } else {
+                self.more_live.push(0);
+                &mut self.more_live[..]
+            };
+            // Insertion sort: alts are short, and this keeps it stable.
+            let mut j = n;
+            while j > 0 && es[live[j - 1]].hdr > e.hdr {
+                live[j] = live[j - 1];
+                j -= 1;
+            }
+            live[j] = i;
+            n += 1;
         }
-        live
+        self.n = n;
+        n
     }
 
     fn live(&self) -> &[usize] {
