@@ -128,7 +128,9 @@ impl Thread {
         *t.blocked_on.get_mut() = 0;
         *t.blocked_shared.get_mut() = false;
         let info = t.info.get_mut();
-        if info.name != name {
+        // Most threads are unnamed: then no call to compare the names.
+        let same = info.name.is_empty() && name.is_empty() || info.name == name;
+        if !same {
             info.name.clear();
             info.name.push_str(name);
         }
@@ -353,7 +355,11 @@ pub(crate) fn trampoline<F: FnOnce() + 'static>(
     f: F,
 ) -> impl FnOnce(&Yielder<(), ()>, ()) -> Exit + 'static {
     move |y: &Yielder<(), ()>, ()| {
-        let t = current("trampoline");
+        // SAFETY: coroutines are resumed in one place only, the
+        // scheduler's `run_thread`, which first makes their thread the
+        // current one; a coroutine dropped before it ran never gets here.
+        debug_assert!(!current_ptr().is_null());
+        let t = unsafe { &*current_ptr() };
         t.yielder.set(y);
         if t.is_killed() {
             return Exit::Killed;
