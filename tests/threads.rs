@@ -128,6 +128,45 @@ fn ids_increase_and_are_not_reused() {
 }
 
 #[test]
+fn procs_creating_threads_at_once_never_share_an_id() {
+    run(|| {
+        // Four procs, each making 300 threads (more than one block of ids)
+        // while the others do the same.
+        let ids = Chan::new(0);
+        for _ in 0..4 {
+            let ids = ids.clone();
+            proccreate(
+                move || {
+                    let mine: Vec<u64> = (0..300)
+                        .map(|_| {
+                            let id = threadcreate(|| {}, 0);
+                            threadyield();
+                            id
+                        })
+                        .collect();
+                    ids.send((threadid(), mine)).unwrap();
+                },
+                0,
+            );
+        }
+        let mut all = vec![threadid()];
+        for _ in 0..4 {
+            let (proc_thread, mine) = ids.recv().unwrap();
+            // Within a proc, ids increase in the order of creation.
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+            all.push(proc_thread);
+            all.extend(mine);
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "an id was given twice");
+        assert_eq!(n, 1 + 4 * 301);
+    })
+    .unwrap();
+}
+
+#[test]
 fn names_and_states() {
     run(|| {
         assert_eq!(threadgetname(), "threadmain");

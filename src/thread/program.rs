@@ -90,8 +90,9 @@ impl Program {
         p
     }
 
-    pub(crate) fn new_tid(&self) -> u64 {
-        self.next_tid.fetch_add(1, Ordering::Relaxed)
+    /// Reserves `n` consecutive thread ids; returns the first.
+    pub(crate) fn take_tids(&self, n: u64) -> u64 {
+        self.next_tid.fetch_add(n, Ordering::Relaxed)
     }
 
     #[inline]

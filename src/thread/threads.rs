@@ -20,7 +20,12 @@ use super::wait::{Block, Waiter};
 use crate::util::spin::Spin;
 
 /// A thread's id: 1 for a program's first thread, never reused within a
-/// program.
+/// program. Ids increase in the order a proc creates threads (with
+/// `threadcreate` or `proccreate`), so a program of one proc numbers them
+/// 1, 2, 3, ... Procs reserve ids in blocks, so threads made by different
+/// procs are not numbered in the order they were made (Go numbers its
+/// goroutines the same way, for the same reason: no shared counter to
+/// update on every creation).
 pub type ThreadId = u64;
 
 pub(crate) type Co = Coroutine<(), (), Exit, StackRef>;
