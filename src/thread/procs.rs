@@ -86,6 +86,7 @@ impl ProcShared {
 
     /// Adds a thread record to this proc's list; `by` is the calling proc's
     /// id.
+    #[inline]
     pub(crate) fn adopt(&self, t: *const Thread, by: u64) {
         let mut l = self.threads.lock_as(by);
         // SAFETY: the caller owns the fresh record.

@@ -44,6 +44,7 @@ const KEEP_RESIDENT: usize = 1024;
 const PROC_CACHE: usize = 128;
 
 /// The usable size of a stack for a `threadcreate` request.
+#[inline]
 pub(crate) fn usable_size(request: usize) -> usize {
     let want = if request == 0 { DEFAULT_STACK } else { request };
     want.max(MIN_STACK).next_multiple_of(PAGE)

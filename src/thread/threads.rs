@@ -122,6 +122,7 @@ impl Thread {
     /// # Safety
     /// `t` is a record of `proc` that was reaped (it is in no list, queue or
     /// coroutine) and is owned by the caller.
+    #[inline]
     pub(crate) unsafe fn reuse(t: *mut Thread, id: u64, grp: u64, name: &str) {
         // SAFETY: per the contract nobody else can reach the record.
         let t = unsafe { &mut *t };
