@@ -378,7 +378,7 @@ pub(crate) fn trampoline<F: FnOnce() + 'static>(
         let data = t.data.take();
         if data.capacity() == 0 {
             // Most threads never had any: skip even the call that would
-            // drop the empty list (a twentieth of `spawn`'s instructions).
+            // drop the empty list (a ninth of `spawn`'s instructions).
             std::mem::forget(data);
             return exit;
         }
