@@ -229,7 +229,7 @@ pub fn threadfdwait(fd: BorrowedFd<'_>, rw: char) -> io::Result<()> {
     let Some(t) = (unsafe { threads::current_ptr().as_ref() }) else {
         return poll_os(fd, events);
     };
-    if t.is_killed() && threads::die_or_report() {
+    if t.kill_point() {
         return Err(interrupted());
     }
     let local = procs::local().expect("a running thread has a proc");
@@ -245,9 +245,7 @@ pub fn threadfdwait(fd: BorrowedFd<'_>, rw: char) -> io::Result<()> {
         Outcome::Done(_) => Ok(()),
         _ => {
             local.fdwaits.remove(t);
-            if t.is_killed() {
-                threads::die_or_report();
-            }
+            t.kill_point();
             Err(interrupted())
         }
     }

@@ -266,9 +266,7 @@ pub fn threadyield() {
         // SAFETY: `t` is the running thread and has just queued itself.
         unsafe { threads::suspend(t) };
         // Killed while it waited its turn: a yield is a blocking point.
-        if t.is_killed() {
-            threads::die_or_report();
-        }
+        t.kill_point();
     }
 }
 
@@ -276,7 +274,7 @@ pub fn threadyield() {
 /// here instead (or is unwinding, and must not yield).
 fn yield_start() -> Option<&'static Thread> {
     let t = threads::current("threadyield");
-    if t.is_killed() && threads::die_or_report() {
+    if t.kill_point() {
         return None;
     }
     let l = procs::local().expect("a running thread has a proc");

@@ -149,6 +149,15 @@ impl Thread {
         self.killed.load(Ordering::Relaxed)
     }
 
+    /// A blocking point of this, the running thread: if it was killed it
+    /// ends here. Returns true when it was killed but is already unwinding
+    /// (a destructor is blocking): the operation must then fail as
+    /// interrupted instead.
+    #[inline(always)]
+    pub(crate) fn kill_point(&self) -> bool {
+        self.is_killed() && die_or_report()
+    }
+
     /// Marks the thread to die at its next blocking point; its proc wakes
     /// it if it is blocked now or blocks before it sees the mark (see
     /// [`ProcShared::attend`]).

@@ -384,15 +384,11 @@ impl Me {
         self.thread().map_or(0, |t| t.program_id)
     }
 
-    /// A blocking point: a killed thread ends here. Returns true when the
-    /// thread was killed but is already unwinding (a destructor is using a
-    /// channel): the operation must then fail as interrupted instead.
+    /// [`Thread::kill_point`] for the caller; a plain OS thread cannot be
+    /// killed.
     #[inline(always)]
     pub(crate) fn kill_point(&self) -> bool {
-        match self.thread() {
-            Some(t) if t.is_killed() => threads::die_or_report(),
-            _ => false,
-        }
+        self.thread().is_some_and(Thread::kill_point)
     }
 
     /// Records what the thread is about to block on; call inside the
