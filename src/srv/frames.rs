@@ -1,7 +1,7 @@
 //! Cutting 9P messages out of a byte stream read in large gulps, so that a
 //! burst of small messages costs one read, not two per message. Shared by
-//! the server's connections and the client's reader; each deals with messages too big
-//! for the buffer in its own way.
+//! the server's connections and the client's reader; each deals with
+//! messages too big for the buffer in its own way.
 
 use std::io;
 

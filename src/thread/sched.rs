@@ -190,11 +190,9 @@ fn sleep_polling(local: &ProcLocal) {
     let waker = sh.waker.get_or_init(fdwait::new_waker).as_fd();
     sh.state.store(POLLING, Ordering::SeqCst);
     prog.sleep_one();
-    let mut kicked = false;
     if sh.inbox_is_empty() {
         loop {
-            let (readied, woken) = local.fdwaits.poll(-1, Some(waker));
-            kicked |= woken;
+            let (readied, kicked) = local.fdwaits.poll(-1, Some(waker));
             if readied > 0 || kicked || sh.state.load(Ordering::SeqCst) != POLLING {
                 break;
             }
