@@ -241,11 +241,11 @@ impl<T: ?Sized> RWLock<T> {
         // SAFETY: per the contract; first_live's entries are linked.
         unsafe {
             while let Some(e) = st.q.first_live() {
-                let writer = (*e).index == WRITE;
+                let writer = (*e).index() == WRITE;
                 if st.writer || (writer && st.readers > 0) {
                     break;
                 }
-                if !st.q.claim(e, done((*e).index)) {
+                if !st.q.claim(e, done((*e).index())) {
                     continue; // interrupted just now
                 }
                 woken.push((*e).waiter);

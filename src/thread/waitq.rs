@@ -1,6 +1,7 @@
 //! The parts every blocking object (channel, lock, rendez) is made of: a
 //! spin lock with the facts deadlock detection needs, and intrusive queues
-//! of the entries blocked parties keep on their own stacks.
+//! of the entries blocked parties keep (in their waiter, or on their
+//! stacks).
 
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,8 @@ use super::wait::{Me, Waiter};
 use crate::util::bias::{BiasedLock, Entered};
 
 /// One blocked operation: a waiter, where its value lives, and which entry
-/// of its alt this is. Lives on the blocked party's stack; linked into a
+/// of its alt this is. Lives in the blocked party's waiter (a lone send,
+/// receive or lock) or on its stack (an alt's entries); linked into a
 /// queue only while its owner waits, and touched only under the queue's
 /// lock.
 /// Copyable only so that arrays of unqueued entries can be built; a queued
@@ -21,9 +23,10 @@ pub(crate) struct Entry {
     /// `*mut Option<T>` for channels: the value to send, or where the
     /// received value goes.
     pub(crate) slot: *mut (),
-    pub(crate) index: usize,
     prev: *mut Entry,
     next: *mut Entry,
+    /// 32 bits, so that the entry fits in 40 bytes beside its waiter.
+    index: u32,
     linked: bool,
 }
 
@@ -31,19 +34,28 @@ impl Entry {
     pub(crate) const EMPTY: Entry = Entry {
         waiter: ptr::null(),
         slot: ptr::null_mut(),
-        index: 0,
         prev: ptr::null_mut(),
         next: ptr::null_mut(),
+        index: 0,
         linked: false,
     };
 
+    /// `index` must fit in 32 bits (an alt of four billion entries would
+    /// not fit in memory anyway).
+    #[inline(always)]
     pub(crate) fn new(waiter: *const Waiter, slot: *mut (), index: usize) -> Entry {
+        debug_assert!(index <= u32::MAX as usize);
         Entry {
             waiter,
             slot,
-            index,
+            index: index as u32,
             ..Entry::EMPTY
         }
+    }
+
+    #[inline(always)]
+    pub(crate) fn index(&self) -> usize {
+        self.index as usize
     }
 }
 
@@ -121,7 +133,7 @@ impl WaitQueue {
             while !self.head.is_null() {
                 let e = self.head;
                 self.remove(e);
-                if (*(*e).waiter).claim(code((*e).index)) {
+                if (*(*e).waiter).claim(code((*e).index())) {
                     return Some(e);
                 }
             }
