@@ -402,3 +402,137 @@ fn a_channel_shared_by_procs_after_heavy_local_use() {
     })
     .unwrap();
 }
+
+/// A value that counts its drops, `N` words big: small ones wait in the
+/// blocked party's waiter, large ones on its stack; both must arrive
+/// intact, come back on failure, and be dropped exactly once.
+#[derive(Debug)]
+struct Counted<const N: usize> {
+    words: [u64; N],
+    drops: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<const N: usize> Drop for Counted<N> {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn every_way_a_value_can_wait<const N: usize>() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let drops = Arc::new(AtomicUsize::new(0));
+    let made = Arc::new(AtomicUsize::new(0));
+    let (d, m) = (drops.clone(), made.clone());
+    run(move || {
+        let val = |k: u64| {
+            m.fetch_add(1, Ordering::SeqCst);
+            Counted::<N> {
+                words: std::array::from_fn(|i| k * 1000 + i as u64),
+                drops: d.clone(),
+            }
+        };
+        let check = |v: &Counted<N>, k: u64| {
+            assert!(
+                v.words
+                    .iter()
+                    .enumerate()
+                    .all(|(i, w)| *w == k * 1000 + i as u64)
+            )
+        };
+        // A receiver waits first (the sender fills its slot), then a
+        // sender waits first (the receiver empties its slot), in one proc
+        // and across procs.
+        let c: Chan<Counted<N>> = Chan::new(0);
+        let done = Chan::new(0);
+        let (c2, done2) = (c.clone(), done.clone());
+        threadcreate(
+            move || {
+                for k in 0..4 {
+                    let v = c2.recv().unwrap();
+                    check(&v, k);
+                }
+                done2.send(()).unwrap();
+            },
+            0,
+        );
+        c.send(val(0)).unwrap();
+        threadyield();
+        c.send(val(1)).unwrap();
+        c.send(val(2)).unwrap();
+        c.send(val(3)).unwrap();
+        done.recv().unwrap();
+        let (c3, done3) = (c.clone(), done.clone());
+        proccreate(
+            move || {
+                let v = c3.recv().unwrap();
+                check(&v, 10);
+                c3.send(val_far(v, 11)).unwrap();
+                done3.send(()).unwrap();
+            },
+            0,
+        );
+        fn val_far<const N: usize>(v: Counted<N>, k: u64) -> Counted<N> {
+            Counted {
+                words: std::array::from_fn(|i| k * 1000 + i as u64),
+                drops: v.drops.clone(),
+            }
+        }
+        c.send(val(10)).unwrap();
+        let v = c.recv().unwrap();
+        m.fetch_add(1, Ordering::SeqCst);
+        check(&v, 11);
+        drop(v);
+        done.recv().unwrap();
+        // A blocked sender gets its value back when interrupted, and when
+        // the channel is closed.
+        let back: Chan<(u64, Counted<N>)> = Chan::new(2);
+        for k in [20u64, 21] {
+            let (c2, back2) = (c.clone(), back.clone());
+            let v = val(k);
+            let id = threadcreate(
+                move || match c2.send(v) {
+                    Err(SendError::Interrupted(v)) | Err(SendError::Closed(v)) => {
+                        back2.send((k, v)).unwrap()
+                    }
+                    other => panic!("{other:?}"),
+                },
+                0,
+            );
+            threadyield();
+            if k == 20 {
+                thread9::threadint(id);
+            } else {
+                c.close();
+            }
+            let (kk, v) = back.recv().unwrap();
+            assert_eq!(kk, k);
+            check(&v, k);
+        }
+        // A blocked receiver's slot stays empty when it fails.
+        let r: Chan<Counted<N>> = Chan::new(0);
+        let r2 = r.clone();
+        let out = Chan::new(1);
+        let out2 = out.clone();
+        threadcreate(move || out2.send(r2.recv().is_err()).unwrap(), 0);
+        threadyield();
+        r.close();
+        assert_eq!(out.recv(), Ok(true));
+    })
+    .unwrap();
+    let made = made.load(Ordering::SeqCst);
+    assert_eq!(made, 8);
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        made,
+        "every value dropped exactly once"
+    );
+}
+
+#[test]
+fn values_of_every_size_arrive_intact_and_come_back_on_failure() {
+    // Option<Counted<1>> is three words, the most a waiter holds;
+    // Counted<2> and Counted<8> wait on the blocked party's stack.
+    every_way_a_value_can_wait::<1>();
+    every_way_a_value_can_wait::<2>();
+    every_way_a_value_can_wait::<8>();
+}

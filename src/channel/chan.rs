@@ -12,7 +12,6 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use std::sync::atomic::Ordering;
 
 use super::error::{RecvError, SendError, TryRecvError, TrySendError};
 use super::names;
-use crate::thread::wait::{Block, Me, Outcome, Waiter, closed, done};
+use crate::thread::wait::{Block, Me, Outcome, Waiter, closed, done, fits_mail};
 use crate::thread::waitq::{Entry, Header, Held, WaitQueue, mark_blocked_shared};
 
 /// A channel: Plan 9's `Channel`, typed. Cloning gives another handle to
@@ -96,13 +95,16 @@ const PARK: u8 = 1;
 const CLOSED: u8 = 2;
 const INTERRUPTED: u8 = 3;
 
-/// The stack state of one blocked send or receive: the value's slot and
-/// the queue entry that points at it. It lives in the frame of the
-/// (inlined) operation, so it stays put while the operation waits.
+/// One send or receive: its value, and once it must wait, its waiter. A
+/// waiting operation queues the waiter's own entry (see
+/// [`Waiter::entry`]), and moves its value into the waiter's mailbox when
+/// it fits (see [`Waiter::mail`]), so that the partner never touches this
+/// thread's stack; a larger value waits here, in the frame of the
+/// (inlined) operation, which stays put while the operation waits.
 pub(crate) struct Pending<T> {
     slot: Option<T>,
-    /// Written by `arm`, only when the operation must wait.
-    entry: MaybeUninit<Entry>,
+    /// Set by `arm`, only when the operation must wait.
+    w: *const Waiter,
 }
 
 impl<T> Pending<T> {
@@ -110,29 +112,71 @@ impl<T> Pending<T> {
     fn new() -> Pending<T> {
         Pending {
             slot: None,
-            entry: MaybeUninit::uninit(),
+            w: ptr::null(),
         }
     }
 
-    /// Points the entry at the slot and the waiter, and starts the wait.
+    /// Fills in the waiter's entry (and a send's mailbox), and starts the
+    /// wait.
     #[inline(always)]
-    fn arm(&mut self, me: &Me, hdr: &Header) -> *mut Entry {
-        let e = self
-            .entry
-            .write(Entry::new(me.waiter_ptr(), (&raw mut self.slot).cast(), 0));
-        me.waiter().prepare(hdr);
+    fn arm(&mut self, me: &Me, hdr: &Header, send: bool) -> *mut Entry {
+        let w = me.waiter();
+        let slot = if fits_mail::<T>() {
+            let m = w.mail::<T>();
+            if send {
+                // SAFETY: the mailbox is free (its owner, the caller, is in
+                // no wait), and `fits_mail` promised it is large and aligned
+                // enough; `park_send` moves the value out again unless a
+                // receiver took it.
+                unsafe { m.write(self.slot.take()) };
+            }
+            // A receive's mailbox stays uninitialised until a sender writes
+            // its value: only a completed receive reads it.
+            m
+        } else {
+            &raw mut self.slot
+        };
+        let e = w.entry();
+        // SAFETY: the entry is free like the mailbox, and ours to write.
+        unsafe { e.write(Entry::new(w, slot.cast(), 0)) };
+        w.prepare(hdr);
+        self.w = w;
         e
     }
 
-    /// The waiter of an armed operation.
+    /// Waits for an armed send to end; unless a receiver took the value,
+    /// takes it back.
     #[inline(always)]
-    fn waiter(&self) -> &Waiter {
-        // SAFETY: called only after `arm`, which set a live waiter.
-        unsafe { &*self.entry.assume_init_ref().waiter }
+    fn park_send(&mut self) -> Outcome {
+        // SAFETY: set by `arm` to the caller's own waiter.
+        let w = unsafe { &*self.w };
+        let out = w.park();
+        if fits_mail::<T>() && !matches!(out, Outcome::Done(_)) {
+            // SAFETY: `arm` moved the value in, and a wait that no receiver
+            // completed leaves it untouched. (A receiver leaves None, which
+            // needs no drop.)
+            self.slot = unsafe { w.mail::<T>().read() };
+        }
+        out
+    }
+
+    /// Waits for an armed receive to end, and takes the value it got.
+    #[inline(always)]
+    fn park_recv(&mut self) -> Outcome {
+        // SAFETY: set by `arm` to the caller's own waiter.
+        let w = unsafe { &*self.w };
+        let out = w.park();
+        if fits_mail::<T>() && matches!(out, Outcome::Done(_)) {
+            // SAFETY: the sender that completed the wait wrote its value
+            // there before waking us, and nobody touches it after.
+            self.slot = unsafe { w.mail::<T>().read() };
+        }
+        out
     }
 
     fn entry(&mut self) -> *mut Entry {
-        self.entry.as_mut_ptr()
+        // SAFETY: called only after `arm`, which set a live waiter.
+        unsafe { (*self.w).entry() }
     }
 
     /// The value in the slot.
@@ -343,7 +387,7 @@ impl<T> Chan<T> {
         p.slot = Some(v);
         match self.send_start(&mut p, true) {
             DONE => Ok(()),
-            PARK => match p.waiter().park() {
+            PARK => match p.park_send() {
                 Outcome::Done(_) => Ok(()),
                 out => self.send_failed(&mut p, out, true),
             },
@@ -373,7 +417,7 @@ impl<T> Chan<T> {
             }
             Err(v) => {
                 p.slot = Some(v);
-                let ep = p.arm(&me, &inner.hdr);
+                let ep = p.arm(&me, &inner.hdr, true);
                 // SAFETY: lock held; `p` lives in the caller's frame until
                 // the operation ends, which is only after the entry is
                 // unlinked (by a partner, by close, or by `send_failed`).
@@ -415,7 +459,7 @@ impl<T> Chan<T> {
         let mut p = Pending::new();
         match self.recv_start(&mut p, true, Block::Recv) {
             DONE => Ok(p.take()),
-            PARK => match p.waiter().park() {
+            PARK => match p.park_recv() {
                 Outcome::Done(_) => Ok(p.take()),
                 out => self.recv_failed(&mut p, out, true),
             },
@@ -443,7 +487,7 @@ impl<T> Chan<T> {
         if g.closed {
             return CLOSED;
         }
-        let ep = p.arm(&me, &inner.hdr);
+        let ep = p.arm(&me, &inner.hdr, false);
         // SAFETY: as in `send_start`.
         unsafe { g.enqueue(false, ep) };
         me.set_blocked(what, inner.addr(), inner.hdr.is_shared());
@@ -475,7 +519,7 @@ impl<T> Chan<T> {
         p.slot = Some(v);
         match self.send_start(&mut p, false) {
             DONE => Ok(()),
-            PARK => match p.waiter().park() {
+            PARK => match p.park_send() {
                 Outcome::Done(_) => Ok(()),
                 out => self.send_failed(&mut p, out, false),
             },
@@ -490,7 +534,7 @@ impl<T> Chan<T> {
         let mut p = Pending::new();
         match self.recv_start(&mut p, false, what) {
             DONE => Ok(p.take()),
-            PARK => match p.waiter().park() {
+            PARK => match p.park_recv() {
                 Outcome::Done(_) => Ok(p.take()),
                 out => self.recv_failed(&mut p, out, false),
             },

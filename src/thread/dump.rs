@@ -61,7 +61,7 @@ pub(crate) fn format(procs: &[Arc<ProcShared>]) -> String {
                 (i.name.clone(), i.state.clone())
             };
             let (what, obj) = t.blocked();
-            let doing = if t.id == running {
+            let doing = if std::ptr::from_ref(t) as usize == running {
                 "Running".to_string()
             } else {
                 match what {

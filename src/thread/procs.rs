@@ -9,7 +9,9 @@
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, OnceLock};
 
 use super::program::Program;
@@ -57,8 +59,10 @@ pub(crate) struct ProcShared {
     /// Every live thread of the proc, for dumps, kills and exits. Written
     /// by the proc itself (biased to it), read now and then by others.
     pub(crate) threads: Biased<Vec<ThreadRef>>,
-    /// Id of the thread running now, 0 when the scheduler is.
-    pub(crate) running: AtomicU64,
+    /// The record of the thread running now (an address, never
+    /// dereferenced: a dump compares it), 0 when the scheduler is. Not the
+    /// id, which would cost a read of the record's cold end per switch.
+    pub(crate) running: AtomicUsize,
     /// The eventfd a POLLING proc also polls; made before its first poll.
     pub(crate) waker: OnceLock<OwnedFd>,
 }
@@ -74,7 +78,7 @@ impl ProcShared {
             inbox: AtomicPtr::new(ptr::null_mut()),
             attention: AtomicBool::new(false),
             threads: Biased::new(Vec::new()),
-            running: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
             waker: OnceLock::new(),
         })
     }
@@ -441,6 +445,7 @@ impl ProcLocal {
                 Ordering::Relaxed,
             );
             (*t).guard.set(stack.guard());
+            (*t).stack_hint.set(stack.hint());
             // The record keeps the stack until the coroutine is dropped.
             *(*t).co.get() = Some(threads::Co::with_stack(
                 StackRef::new(stack),
