@@ -370,7 +370,8 @@ fn slots_follow_the_rules_and_an_empty_send_slot_is_an_error() {
             Chan::<i32>::new(0),
         );
         b.send(2).unwrap();
-        // A receive slot is emptied when the alt starts, whatever it held;
+        // A receive slot is emptied when its entry is added, whatever it
+        // held;
         // a send that is not performed keeps its value.
         let (mut x, mut y, mut s) = (Some(99), Some(98), Some(7));
         let mut alt = Alt::new();
@@ -390,5 +391,44 @@ fn slots_follow_the_rules_and_an_empty_send_slot_is_an_error() {
     assert_eq!(
         r,
         Err("panic: thread9: alt entry 1 sends from an empty slot".to_string())
+    );
+}
+
+#[test]
+fn a_reused_alt_empties_the_slot_it_filled_and_refuses_a_spent_send() {
+    run(|| {
+        let (a, b) = (Chan::<i32>::new(1), Chan::<i32>::new(1));
+        let (mut x, mut y) = (Some(99), Some(98));
+        let mut alt = Alt::new();
+        alt.recv(&a, &mut x).recv(&b, &mut y);
+        a.send(1).unwrap();
+        assert_eq!(alt.alt(), Ok(0));
+        // Entry 0's slot now holds 1; the next call must empty it before it
+        // fills entry 1's.
+        b.send(2).unwrap();
+        assert_eq!(alt.alt(), Ok(1));
+        // And again after a wait: a partner fills the slot of a parked alt.
+        let a2 = a.clone();
+        threadcreate(move || a2.send(3).unwrap(), 0);
+        assert_eq!(alt.alt(), Ok(0));
+        b.send(4).unwrap();
+        assert_eq!(alt.alt(), Ok(1));
+        drop(alt);
+        assert_eq!((x, y), (None, Some(4)));
+    })
+    .unwrap();
+    // A send entry's value is spent once performed: calling the alt again
+    // is the error of an empty send slot.
+    let r = run(|| {
+        let c = Chan::<i32>::new(1);
+        let mut s = Some(5);
+        let mut alt = Alt::new();
+        alt.send(&c, &mut s);
+        assert_eq!(alt.alt(), Ok(0));
+        let _ = alt.nbalt();
+    });
+    assert_eq!(
+        r,
+        Err("panic: thread9: alt entry 0 sends from an empty slot".to_string())
     );
 }

@@ -1,19 +1,23 @@
 //! `Alt`: wait for the first of several channel operations.
 //!
-//! An alt locks all its channels at once, in address order (so that two
-//! alts over the same channels cannot deadlock each other), scans its
-//! entries in a random order and performs the first ready one. If none is
-//! ready it queues an entry on every channel and sleeps, still holding all
-//! the locks until every entry is queued: so no partner can ever see this
-//! thread half-registered, and the first partner to claim it (see
-//! [`crate::thread::wait`]) is the only one. Woken, it takes its remaining
-//! entries off the other channels before returning, leaving no trace there.
+//! An alt tries its entries in a random order, each under its own
+//! channel's lock, and performs the first ready one: as atomic as a lone
+//! send or receive, and cheap in the common case of a partner already
+//! waiting. If none was ready it locks all its channels at once, in
+//! address order (so that two alts over the same channels cannot deadlock
+//! each other), and looks again, since an entry may have become ready
+//! after it was tried. If still none is ready it queues an entry on every
+//! channel and sleeps, holding all the locks until every entry is queued:
+//! so no partner can ever see this thread half-registered, and the first
+//! partner to claim it (see [`crate::thread::wait`]) is the only one.
+//! Woken, it takes its remaining entries off the other channels before
+//! returning, leaving no trace there.
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr;
 
-use super::chan::{Chan, Inner};
+use super::chan::{Chan, Inner, Waits};
 use super::error::AltError;
 use crate::thread::wait::{Block, Me, Outcome, Waiter};
 use crate::thread::waitq::{Entry, Header};
@@ -21,9 +25,6 @@ use crate::util::rng;
 
 /// What an alt needs of a channel, with its element type erased.
 pub(crate) trait Port {
-    /// # Safety
-    /// Lock held.
-    unsafe fn mark_shared(&self);
     /// # Safety
     /// `slot` points to an `Option<T>` of this channel's `T`.
     unsafe fn reset_slot(&self, slot: *mut ());
@@ -35,12 +36,6 @@ pub(crate) trait Port {
     /// # Safety
     /// Lock held; `slot` as above, empty for a receive.
     unsafe fn try_op(&self, send: bool, slot: *mut ()) -> Ready;
-    /// # Safety
-    /// Lock held; `e` stays put until dequeued.
-    unsafe fn enqueue(&self, send: bool, e: *mut Entry);
-    /// # Safety
-    /// Lock held; `e` was enqueued here.
-    unsafe fn dequeue(&self, send: bool, e: *mut Entry);
 }
 
 pub(crate) enum Ready {
@@ -50,11 +45,6 @@ pub(crate) enum Ready {
 }
 
 impl<T> Port for Inner<T> {
-    unsafe fn mark_shared(&self) {
-        // SAFETY: lock held per the contract.
-        unsafe { self.state().mark_shared() }
-    }
-
     unsafe fn reset_slot(&self, slot: *mut ()) {
         // SAFETY: per the contract.
         unsafe { *slot.cast::<Option<T>>() = None }
@@ -71,7 +61,7 @@ impl<T> Port for Inner<T> {
             let st = self.state();
             let slot = slot.cast::<Option<T>>();
             if send {
-                if st.closed {
+                if st.w.closed {
                     return Ready::Closed;
                 }
                 let v = (*slot)
@@ -90,31 +80,24 @@ impl<T> Port for Inner<T> {
                         ptr::write(slot, Some(v));
                         Ready::Done(w)
                     }
-                    None if st.closed => Ready::Closed,
+                    None if st.w.closed => Ready::Closed,
                     None => Ready::No,
                 }
             }
         }
-    }
-
-    unsafe fn enqueue(&self, send: bool, e: *mut Entry) {
-        // SAFETY: per the contract.
-        unsafe { self.state().enqueue(send, e) }
-    }
-
-    unsafe fn dequeue(&self, send: bool, e: *mut Entry) {
-        // SAFETY: per the contract.
-        unsafe { self.state().dequeue(send, e) }
     }
 }
 
 #[derive(Clone, Copy)]
 struct AltEntry<'a> {
     port: Option<&'a dyn Port>,
-    /// The channel's header: its lock, and by its address the lock order.
+    /// The channel's header: its lock, by its address the lock order, and
+    /// the way to its wait queues without a virtual call (see
+    /// [`Waits::of`]).
     hdr: *const Header,
     slot: *mut (),
     send: bool,
+    unbuffered: bool,
 }
 
 const NOP: AltEntry<'static> = AltEntry {
@@ -122,6 +105,7 @@ const NOP: AltEntry<'static> = AltEntry {
     hdr: ptr::null(),
     slot: ptr::null_mut(),
     send: false,
+    unbuffered: false,
 };
 
 /// Entries an alt keeps on the stack; more spill to the heap.
@@ -164,9 +148,9 @@ impl<'a> Entries<'a> {
 /// Entries are numbered in the order they are added; [`alt`](Alt::alt)
 /// returns the index of the one it performed. When several are ready it
 /// picks one uniformly at random. A receive entry stores its value in its
-/// slot (the slots of receive entries are emptied when the alt starts); a
-/// send entry takes its value out of its slot only if it is the one
-/// performed. An entry whose channel is closed is ready and reports
+/// slot (emptied when the entry is added, and so empty whenever an alt
+/// starts: the slot that received last time is emptied again); a send
+/// entry takes its value out of its slot only if it is the one performed. An entry whose channel is closed is ready and reports
 /// [`AltError::Closed`].
 ///
 /// ```
@@ -184,6 +168,12 @@ impl<'a> Entries<'a> {
 /// ```
 pub struct Alt<'a> {
     entries: Entries<'a>,
+    /// The entry the last call performed, if any (else `usize::MAX`): the
+    /// only receive slot that can hold a value when a call starts, since
+    /// `recv` empties slots as they are added and the alt keeps them
+    /// borrowed. So a start empties that one alone, without a virtual call
+    /// per entry.
+    last: usize,
     _slots: PhantomData<&'a mut ()>,
 }
 
@@ -203,6 +193,7 @@ impl<'a> Alt<'a> {
                 n: 0,
                 v: Vec::new(),
             },
+            last: usize::MAX,
             _slots: PhantomData,
         }
     }
@@ -210,11 +201,15 @@ impl<'a> Alt<'a> {
     /// Adds an entry receiving from `c` into `slot`.
     #[inline]
     pub fn recv<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
+        *slot = None;
         self.entries.push(AltEntry {
             port: Some(&*c.inner),
-            hdr: &c.inner.hdr,
+            // From the whole record, not its `hdr` field: `Waits::of`
+            // reaches past the header.
+            hdr: ptr::from_ref::<Inner<T>>(&c.inner).cast(),
             slot: (slot as *mut Option<T>).cast(),
             send: false,
+            unbuffered: c.inner.cap() == 0,
         });
         self
     }
@@ -225,9 +220,12 @@ impl<'a> Alt<'a> {
     pub fn send<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
         self.entries.push(AltEntry {
             port: Some(&*c.inner),
-            hdr: &c.inner.hdr,
+            // From the whole record, not its `hdr` field: `Waits::of`
+            // reaches past the header.
+            hdr: ptr::from_ref::<Inner<T>>(&c.inner).cast(),
             slot: (slot as *mut Option<T>).cast(),
             send: true,
+            unbuffered: c.inner.cap() == 0,
         });
         self
     }
@@ -281,7 +279,8 @@ impl<'a> Alt<'a> {
             return pack(Err(AltError::Interrupted));
         }
         let es = self.entries.as_slice();
-        let n = w.set_live(es);
+        let n = w.set_live(es, self.last);
+        self.last = usize::MAX;
         if n == 0 {
             if !block {
                 return pack(Err(AltError::WouldBlock));
@@ -291,17 +290,78 @@ impl<'a> Alt<'a> {
             me.set_blocked(Block::Alt, 0, false);
             return PARK;
         }
-        // Where the queue entries go if we wait (they must not move then).
-        let wp = AltWait::entries(&mut w.waits, &mut w.more_waits, n);
-        w.waiter = me.waiter_ptr();
-        let live = w.live();
+        // Borrows only the fields `live` reads, so that the ones written
+        // before parking stay free.
+        let live: &[usize] = if n <= INLINE {
+            &w.live[..n]
+        } else {
+            &w.more_live
+        };
         // SAFETY (for every `entry` call below): `live` holds indexes of
         // `es`, made by `set_live` from `es` itself.
         let entry = |i: usize| unsafe { es.get_unchecked(i) };
         let port = |e: &AltEntry<'a>| e.port.expect("live entries have a channel");
 
-        // Enter every channel once, in address order (`live` is in that
-        // order, so a channel named twice comes up twice in a row).
+        // The order to try the entries in: random, so that the first ready
+        // one in it is a uniform pick among the ready ones.
+        let mut small = [0usize; INLINE];
+        let mut heap = Vec::new();
+        let perm = if n <= INLINE {
+            &mut small[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap[..]
+        };
+        for (p, &l) in perm.iter_mut().zip(live) {
+            *p = l;
+        }
+        for k in (1..n).rev() {
+            perm.swap(k, rng::below(k + 1));
+        }
+
+        // Try each entry under its own channel's lock. An operation done
+        // this way is as atomic as a lone send or receive, and when one is
+        // ready (the common case: a partner waits) it costs a fraction of
+        // entering every channel at once.
+        for &i in perm.iter() {
+            let e = entry(i);
+            // SAFETY: the header lives as long as the channel, which the
+            // alt borrows; entered around the calls that need the lock.
+            unsafe {
+                let h = (*e.hdr).enter(me);
+                if h.shared_now {
+                    (*Waits::of(e.hdr)).mark_shared();
+                }
+                // An unbuffered channel that is open and has no partner
+                // queued cannot be ready: decided without a virtual call.
+                if e.unbuffered && !(*Waits::of(e.hdr)).unbuffered_may_be_ready(e.send) {
+                    (*e.hdr).leave(h);
+                    continue;
+                }
+                match port(e).try_op(e.send, e.slot) {
+                    Ready::No => (*e.hdr).leave(h),
+                    Ready::Done(w) => {
+                        (*e.hdr).leave(h);
+                        if let Some(w) = w {
+                            // Claimed inside the critical section.
+                            Waiter::wake_from(w, &me);
+                        }
+                        self.last = i;
+                        return pack(Ok(i));
+                    }
+                    Ready::Closed => {
+                        (*e.hdr).leave(h);
+                        return pack(Err(AltError::Closed(i)));
+                    }
+                }
+            }
+        }
+
+        // None was ready. Enter every channel once, in address order
+        // (`live` is in that order, so a channel named twice comes up
+        // twice in a row), and look again, now with every entry held
+        // still: an entry may have become ready after it was tried, and
+        // the alt must not wait (or give up, for `nbalt`) while one is.
         let mut last = ptr::null();
         for &i in live {
             let e = entry(i);
@@ -311,7 +371,7 @@ impl<'a> Alt<'a> {
                 let h = unsafe { (*e.hdr).enter(me) };
                 if h.shared_now {
                     // SAFETY: just entered.
-                    unsafe { port(e).mark_shared() };
+                    unsafe { (*Waits::of(e.hdr)).mark_shared() };
                 }
                 last = e.hdr;
             }
@@ -327,24 +387,12 @@ impl<'a> Alt<'a> {
                 }
             }
         };
-
-        // Scan in random order; perform the first ready entry.
-        let mut small = [0usize; INLINE];
-        let mut heap = Vec::new();
-        let perm = if n <= INLINE {
-            &mut small[..n]
-        } else {
-            heap.resize(n, 0);
-            &mut heap[..]
-        };
-        for (p, &l) in perm.iter_mut().zip(live) {
-            *p = l;
-        }
-        for k in (1..n).rev() {
-            perm.swap(k, rng::below(k + 1));
-        }
         for &i in perm.iter() {
             let e = entry(i);
+            // SAFETY: entered.
+            if e.unbuffered && unsafe { !(*Waits::of(e.hdr)).unbuffered_may_be_ready(e.send) } {
+                continue;
+            }
             // SAFETY: all entered; slots typed, receive slots emptied.
             match unsafe { port(e).try_op(e.send, e.slot) } {
                 Ready::No => {}
@@ -354,6 +402,7 @@ impl<'a> Alt<'a> {
                         // SAFETY: claimed inside the critical section.
                         unsafe { Waiter::wake_from(w, &me) };
                     }
+                    self.last = i;
                     return pack(Ok(i));
                 }
                 Ready::Closed => {
@@ -367,6 +416,9 @@ impl<'a> Alt<'a> {
             return pack(Err(AltError::WouldBlock));
         }
 
+        // Where the queue entries go (they must not move while queued).
+        let wp = AltWait::entries(&mut w.waits, &mut w.more_waits, n);
+        w.waiter = me.waiter_ptr();
         // Queue on every channel; the caller parks. Entries all on one
         // channel are claimed under its lock alone; entries on several, by
         // partners holding different locks.
@@ -385,7 +437,7 @@ impl<'a> Alt<'a> {
             // caller's frame, not moved until `finish` has dequeued them.
             unsafe {
                 wp.add(k).write(Entry::new(me.waiter_ptr(), e.slot, i));
-                port(e).enqueue(e.send, wp.add(k));
+                (*Waits::of(e.hdr)).enqueue(e.send, wp.add(k));
                 shared |= (*e.hdr).is_shared();
             }
         }
@@ -413,14 +465,15 @@ impl<'a> Alt<'a> {
             // dequeue of an entry that was queued on it.
             unsafe {
                 let h = (*e.hdr).enter(me);
-                e.port
-                    .expect("live entries have a channel")
-                    .dequeue(e.send, wp.add(k));
+                (*Waits::of(e.hdr)).dequeue(e.send, wp.add(k));
                 (*e.hdr).leave(h);
             }
         }
         match out {
-            Outcome::Done(i) => Ok(i),
+            Outcome::Done(i) => {
+                self.last = i;
+                Ok(i)
+            }
             Outcome::Closed(i) => Err(AltError::Closed(i)),
             Outcome::Interrupted => {
                 me.kill_point();
@@ -458,16 +511,19 @@ impl AltWait {
     /// Records the indexes of the entries that have a channel, in the
     /// order their channels are locked in: by header address, entries on
     /// one channel in their own order (so that they are queued there in
-    /// it). Checks their slots on the way: receive slots are emptied, send
-    /// slots must hold a value. Returns how many there are.
-    fn set_live(&mut self, es: &[AltEntry<'_>]) -> usize {
+    /// it). Checks their slots on the way: the receive slot the last call
+    /// filled (entry `last`) is emptied, send slots must hold a value.
+    /// Returns how many there are.
+    fn set_live(&mut self, es: &[AltEntry<'_>], last: usize) -> usize {
         let mut n = 0;
         for (i, e) in es.iter().enumerate() {
             let Some(p) = e.port else { continue };
             // SAFETY: the slot was given with this channel's element type.
             unsafe {
                 if !e.send {
-                    p.reset_slot(e.slot);
+                    if i == last {
+                        p.reset_slot(e.slot);
+                    }
                 } else if !p.slot_full(e.slot) {
                     panic!("thread9: alt entry {i} sends from an empty slot");
                 }

@@ -43,17 +43,103 @@ pub struct Chan<T> {
     pub(crate) inner: Arc<Inner<T>>,
 }
 
+/// `repr(C)`, like [`State`], so that the wait queues sit at the same
+/// distance from the header whatever `T` is (see [`Waits::of`]).
+#[repr(C)]
 pub(crate) struct Inner<T> {
     pub(crate) hdr: Header,
     cap: usize,
     st: UnsafeCell<State<T>>,
 }
 
+#[repr(C)]
 pub(crate) struct State<T> {
+    pub(crate) w: Waits,
     buf: VecDeque<T>,
+}
+
+/// Where a channel's wait queues are, from its header.
+const WAITS_OFFSET: usize = std::mem::offset_of!(Inner<()>, st);
+
+// `Waits::of` relies on the offset not depending on the element type: the
+// fields before `st` do not, and `State<T>` is 8-aligned for every `T`
+// (its `VecDeque<T>` is a pointer and three words).
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(Inner<[u8; 3]>, st) == WAITS_OFFSET);
+    assert!(offset_of!(Inner<u128>, st) == WAITS_OFFSET);
+    assert!(offset_of!(Inner<String>, st) == WAITS_OFFSET);
+    assert!(offset_of!(State<u128>, w) == 0);
+};
+
+/// The part of a channel's state that does not depend on its element
+/// type: an alt queues and dequeues on any channel through it, and sees
+/// which unbuffered channels cannot be ready, without a virtual call.
+pub(crate) struct Waits {
     pub(crate) closed: bool,
     sendq: WaitQueue,
     recvq: WaitQueue,
+}
+
+impl Waits {
+    /// The wait queues of the channel whose header is `hdr`, a pointer
+    /// made from the whole `Inner<T>` (not from a reference to its field).
+    #[inline(always)]
+    pub(crate) fn of(hdr: *const Header) -> *mut Waits {
+        // `hdr` is the first field of an `Inner<T>`, and `w` the first of
+        // its state (both `repr(C)`), at an offset that does not depend on
+        // `T` (checked above). UnsafeCell<State<T>> has State<T>'s layout.
+        hdr.cast::<u8>()
+            .wrapping_add(WAITS_OFFSET)
+            .cast::<Waits>()
+            .cast_mut()
+    }
+
+    /// # Safety
+    /// Lock held; `e` stays put until dequeued.
+    #[inline(always)]
+    pub(crate) unsafe fn enqueue(&mut self, send: bool, e: *mut Entry) {
+        // SAFETY: per the contract.
+        unsafe {
+            if send {
+                self.sendq.push(e)
+            } else {
+                self.recvq.push(e)
+            }
+        }
+    }
+
+    /// # Safety
+    /// Lock held; `e` was enqueued here (it may have been unlinked since).
+    #[inline(always)]
+    pub(crate) unsafe fn dequeue(&mut self, send: bool, e: *mut Entry) {
+        // SAFETY: per the contract.
+        unsafe {
+            if send {
+                self.sendq.remove(e)
+            } else {
+                self.recvq.remove(e)
+            }
+        }
+    }
+
+    /// Whether a send (or a receive) on an unbuffered channel might be
+    /// done now: the channel is closed, or a partner is queued (who may
+    /// have been claimed elsewhere meanwhile). False means it cannot be.
+    /// Lock held.
+    #[inline(always)]
+    pub(crate) fn unbuffered_may_be_ready(&self, send: bool) -> bool {
+        let q = if send { &self.recvq } else { &self.sendq };
+        self.closed || !q.is_empty()
+    }
+
+    pub(crate) fn mark_shared(&self) {
+        // SAFETY: lock held.
+        unsafe {
+            mark_blocked_shared(&self.sendq);
+            mark_blocked_shared(&self.recvq);
+        }
+    }
 }
 
 // SAFETY: the state is only touched with the header's lock held; values of
@@ -220,7 +306,7 @@ impl<T> State<T> {
             // or an alt's lock set); a claimed receiver is parked and its
             // slot is an empty Option<T>.
             unsafe {
-                if let Some(e) = self.recvq.claim_first(done) {
+                if let Some(e) = self.w.recvq.claim_first(done) {
                     ptr::write((*e).slot.cast::<Option<T>>(), Some(v));
                     return Ok(Some((*e).waiter));
                 }
@@ -241,14 +327,14 @@ impl<T> State<T> {
         unsafe {
             if cap != 0 {
                 if let Some(v) = self.buf.pop_front() {
-                    if let Some(e) = self.sendq.claim_first(done) {
+                    if let Some(e) = self.w.sendq.claim_first(done) {
                         self.buf.push_back(take_sent::<T>(e));
                         return Some((v, Some((*e).waiter)));
                     }
                     return Some((v, None));
                 }
             }
-            if let Some(e) = self.sendq.claim_first(done) {
+            if let Some(e) = self.w.sendq.claim_first(done) {
                 return Some((take_sent::<T>(e), Some((*e).waiter)));
             }
         }
@@ -257,36 +343,21 @@ impl<T> State<T> {
 
     /// # Safety
     /// Lock held; `e` stays put until dequeued.
+    #[inline(always)]
     pub(crate) unsafe fn enqueue(&mut self, send: bool, e: *mut Entry) {
         // SAFETY: per the contract.
-        unsafe {
-            if send {
-                self.sendq.push(e)
-            } else {
-                self.recvq.push(e)
-            }
-        }
+        unsafe { self.w.enqueue(send, e) }
     }
 
     /// # Safety
     /// Lock held; `e` was enqueued here (it may have been unlinked since).
     pub(crate) unsafe fn dequeue(&mut self, send: bool, e: *mut Entry) {
         // SAFETY: per the contract.
-        unsafe {
-            if send {
-                self.sendq.remove(e)
-            } else {
-                self.recvq.remove(e)
-            }
-        }
+        unsafe { self.w.dequeue(send, e) }
     }
 
     pub(crate) fn mark_shared(&self) {
-        // SAFETY: lock held.
-        unsafe {
-            mark_blocked_shared(&self.sendq);
-            mark_blocked_shared(&self.recvq);
-        }
+        self.w.mark_shared()
     }
 }
 
@@ -353,10 +424,12 @@ impl<T> Chan<T> {
                 hdr,
                 cap: nel,
                 st: UnsafeCell::new(State {
+                    w: Waits {
+                        closed: false,
+                        sendq: WaitQueue::new(),
+                        recvq: WaitQueue::new(),
+                    },
                     buf: VecDeque::new(),
-                    closed: false,
-                    sendq: WaitQueue::new(),
-                    recvq: WaitQueue::new(),
                 }),
             }),
         }
@@ -406,7 +479,7 @@ impl<T> Chan<T> {
         }
         let inner = &*self.inner;
         let mut g = inner.lock(&me);
-        if g.closed {
+        if g.w.closed {
             return CLOSED;
         }
         match g.try_send(inner.cap, p.take()) {
@@ -484,7 +557,7 @@ impl<T> Chan<T> {
             wake(w, &me);
             return DONE;
         }
-        if g.closed {
+        if g.w.closed {
             return CLOSED;
         }
         let ep = p.arm(&me, &inner.hdr, false);
@@ -548,7 +621,7 @@ impl<T> Chan<T> {
     pub fn nbsend(&self, v: T) -> Result<(), TrySendError<T>> {
         let me = Me::get();
         let mut g = self.inner.lock(&me);
-        if g.closed {
+        if g.w.closed {
             return Err(TrySendError::Closed(v));
         }
         match g.try_send(self.inner.cap, v) {
@@ -570,7 +643,7 @@ impl<T> Chan<T> {
             wake(w, &me);
             return Ok(v);
         }
-        Err(if g.closed {
+        Err(if g.w.closed {
             TryRecvError::Closed
         } else {
             TryRecvError::Empty
@@ -584,18 +657,18 @@ impl<T> Chan<T> {
     pub fn close(&self) -> bool {
         let me = Me::get();
         let mut g = self.inner.lock(&me);
-        if g.closed {
+        if g.w.closed {
             return false;
         }
-        g.closed = true;
+        g.w.closed = true;
         let mut woken = Vec::new();
         // SAFETY: lock held; claimed entries' owners stay parked until the
         // wakes below.
         unsafe {
-            while let Some(e) = g.sendq.claim_first(closed) {
+            while let Some(e) = g.w.sendq.claim_first(closed) {
                 woken.push((*e).waiter);
             }
-            while let Some(e) = g.recvq.claim_first(closed) {
+            while let Some(e) = g.w.recvq.claim_first(closed) {
                 woken.push((*e).waiter);
             }
         }
@@ -608,7 +681,7 @@ impl<T> Chan<T> {
 
     /// Whether [`close`](Chan::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.inner.lock(&Me::get()).closed
+        self.inner.lock(&Me::get()).w.closed
     }
 
     /// Values in the buffer now.
