@@ -113,7 +113,9 @@ const INLINE: usize = 4;
 
 /// A growable list of entries that lives on the stack while short.
 struct Entries<'a> {
-    a: [AltEntry<'a>; INLINE],
+    /// The first `n` (up to INLINE) are written; left uninitialised
+    /// otherwise, which saves writing 160 bytes per alt.
+    a: [MaybeUninit<AltEntry<'a>>; INLINE],
     n: usize,
     v: Vec<AltEntry<'a>>,
 }
@@ -122,10 +124,12 @@ impl<'a> Entries<'a> {
     #[inline]
     fn push(&mut self, e: AltEntry<'a>) {
         if self.n < INLINE {
-            self.a[self.n] = e;
+            self.a[self.n].write(e);
         } else {
             if self.n == INLINE {
-                self.v.extend_from_slice(&self.a);
+                // SAFETY: all INLINE were written.
+                self.v
+                    .extend(self.a.iter().map(|x| unsafe { x.assume_init() }));
             }
             self.v.push(e);
         }
@@ -135,7 +139,9 @@ impl<'a> Entries<'a> {
     #[inline(always)]
     fn as_slice(&self) -> &[AltEntry<'a>] {
         if self.n <= INLINE {
-            &self.a[..self.n]
+            // SAFETY: the first `n` are written (see `push`), and
+            // MaybeUninit<T> has T's layout.
+            unsafe { std::slice::from_raw_parts(self.a.as_ptr().cast(), self.n) }
         } else {
             &self.v
         }
@@ -189,7 +195,7 @@ impl<'a> Alt<'a> {
     pub fn new() -> Alt<'a> {
         Alt {
             entries: Entries {
-                a: [NOP; INLINE],
+                a: [const { MaybeUninit::uninit() }; INLINE],
                 n: 0,
                 v: Vec::new(),
             },
@@ -279,8 +285,40 @@ impl<'a> Alt<'a> {
             return pack(Err(AltError::Interrupted));
         }
         let es = self.entries.as_slice();
-        let n = w.set_live(es, self.last);
-        self.last = usize::MAX;
+        let last = std::mem::replace(&mut self.last, usize::MAX);
+
+        // Check the slots and put the live entries in a random order, in
+        // one pass (an inside-out shuffle): the first ready entry in that
+        // order is a uniform pick among the ready ones.
+        let mut small = [0usize; INLINE];
+        let mut heap = Vec::new();
+        let order = if es.len() <= INLINE {
+            &mut small[..]
+        } else {
+            heap.resize(es.len(), 0);
+            &mut heap[..]
+        };
+        let mut n = 0;
+        for (i, e) in es.iter().enumerate() {
+            let Some(p) = e.port else { continue };
+            // SAFETY: the slot was given with this channel's element type.
+            unsafe {
+                if !e.send {
+                    // Only the slot the last call filled can hold a value:
+                    // `recv` empties slots as they are added.
+                    if i == last {
+                        p.reset_slot(e.slot);
+                    }
+                } else if !p.slot_full(e.slot) {
+                    panic!("thread9: alt entry {i} sends from an empty slot");
+                }
+            }
+            let j = if n == 0 { 0 } else { rng::below(n + 1) };
+            order[n] = order[j];
+            order[j] = i;
+            n += 1;
+        }
+        let perm = &order[..n];
         if n == 0 {
             if !block {
                 return pack(Err(AltError::WouldBlock));
@@ -290,34 +328,10 @@ impl<'a> Alt<'a> {
             me.set_blocked(Block::Alt, 0, false);
             return PARK;
         }
-        // Borrows only the fields `live` reads, so that the ones written
-        // before parking stay free.
-        let live: &[usize] = if n <= INLINE {
-            &w.live[..n]
-        } else {
-            &w.more_live
-        };
-        // SAFETY (for every `entry` call below): `live` holds indexes of
-        // `es`, made by `set_live` from `es` itself.
+        // SAFETY (for every `entry` call below): `perm` (and `live`, made
+        // from it) holds indexes of `es`.
         let entry = |i: usize| unsafe { es.get_unchecked(i) };
         let port = |e: &AltEntry<'a>| e.port.expect("live entries have a channel");
-
-        // The order to try the entries in: random, so that the first ready
-        // one in it is a uniform pick among the ready ones.
-        let mut small = [0usize; INLINE];
-        let mut heap = Vec::new();
-        let perm = if n <= INLINE {
-            &mut small[..n]
-        } else {
-            heap.resize(n, 0);
-            &mut heap[..]
-        };
-        for (p, &l) in perm.iter_mut().zip(live) {
-            *p = l;
-        }
-        for k in (1..n).rev() {
-            perm.swap(k, rng::below(k + 1));
-        }
 
         // Try each entry under its own channel's lock. An operation done
         // this way is as atomic as a lone send or receive, and when one is
@@ -358,10 +372,18 @@ impl<'a> Alt<'a> {
         }
 
         // None was ready. Enter every channel once, in address order
-        // (`live` is in that order, so a channel named twice comes up
-        // twice in a row), and look again, now with every entry held
-        // still: an entry may have become ready after it was tried, and
-        // the alt must not wait (or give up, for `nbalt`) while one is.
+        // (`live` is in that order, so a channel named twice comes up twice
+        // in a row), and look again, now with every entry held still: an
+        // entry may have become ready after it was tried, and the alt must
+        // not wait (or give up, for `nbalt`) while one is.
+        w.set_live(es, perm);
+        // Borrows only the fields `live` reads, so that the ones written
+        // before parking stay free.
+        let live: &[usize] = if n <= INLINE {
+            &w.live[..n]
+        } else {
+            &w.more_live
+        };
         let mut last = ptr::null();
         for &i in live {
             let e = entry(i);
@@ -508,47 +530,32 @@ impl AltWait {
         }
     }
 
-    /// Records the indexes of the entries that have a channel, in the
-    /// order their channels are locked in: by header address, entries on
-    /// one channel in their own order (so that they are queued there in
-    /// it). Checks their slots on the way: the receive slot the last call
-    /// filled (entry `last`) is emptied, send slots must hold a value.
-    /// Returns how many there are.
-    fn set_live(&mut self, es: &[AltEntry<'_>], last: usize) -> usize {
-        let mut n = 0;
-        for (i, e) in es.iter().enumerate() {
-            let Some(p) = e.port else { continue };
-            // SAFETY: the slot was given with this channel's element type.
-            unsafe {
-                if !e.send {
-                    if i == last {
-                        p.reset_slot(e.slot);
-                    }
-                } else if !p.slot_full(e.slot) {
-                    panic!("thread9: alt entry {i} sends from an empty slot");
-                }
-            }
-            if n == INLINE {
-                self.more_live.clear();
-                self.more_live.extend_from_slice(&self.live);
-            }
-            let live = if n < INLINE {
-                &mut self.live[..n + 1]
-            } else {
-                self.more_live.push(0);
-                &mut self.more_live[..]
-            };
-            // Insertion sort: alts are short, and this keeps it stable.
-            let mut j = n;
-            while j > 0 && es[live[j - 1]].hdr > e.hdr {
+    /// Records the indexes of the live entries (`perm`, in any order) in
+    /// the order their channels are locked in: by header address, entries
+    /// on one channel in their own order (so that they are queued there in
+    /// it).
+    fn set_live(&mut self, es: &[AltEntry<'_>], perm: &[usize]) {
+        let n = perm.len();
+        self.n = n;
+        let live = if n <= INLINE {
+            &mut self.live[..n]
+        } else {
+            self.more_live.clear();
+            self.more_live.extend_from_slice(perm);
+            &mut self.more_live[..]
+        };
+        live.copy_from_slice(perm);
+        // Insertion sort: alts are short.
+        let key = |i: usize| (es[i].hdr, i);
+        for k in 1..n {
+            let x = live[k];
+            let mut j = k;
+            while j > 0 && key(live[j - 1]) > key(x) {
                 live[j] = live[j - 1];
                 j -= 1;
             }
-            live[j] = i;
-            n += 1;
+            live[j] = x;
         }
-        self.n = n;
-        n
     }
 
     fn live(&self) -> &[usize] {
