@@ -95,18 +95,22 @@ impl Waits {
             .cast_mut()
     }
 
+    /// The queue of blocked senders, or of blocked receivers.
+    #[inline(always)]
+    fn queue(&mut self, send: bool) -> &mut WaitQueue {
+        if send {
+            &mut self.sendq
+        } else {
+            &mut self.recvq
+        }
+    }
+
     /// # Safety
     /// Lock held; `e` stays put until dequeued.
     #[inline(always)]
     pub(crate) unsafe fn enqueue(&mut self, send: bool, e: *mut Entry) {
         // SAFETY: per the contract.
-        unsafe {
-            if send {
-                self.sendq.push(e)
-            } else {
-                self.recvq.push(e)
-            }
-        }
+        unsafe { self.queue(send).push(e) }
     }
 
     /// # Safety
@@ -114,13 +118,7 @@ impl Waits {
     #[inline(always)]
     pub(crate) unsafe fn dequeue(&mut self, send: bool, e: *mut Entry) {
         // SAFETY: per the contract.
-        unsafe {
-            if send {
-                self.sendq.remove(e)
-            } else {
-                self.recvq.remove(e)
-            }
-        }
+        unsafe { self.queue(send).remove(e) }
     }
 
     /// Whether a send (or a receive) on an unbuffered channel might be
@@ -340,25 +338,6 @@ impl<T> State<T> {
         }
         None
     }
-
-    /// # Safety
-    /// Lock held; `e` stays put until dequeued.
-    #[inline(always)]
-    pub(crate) unsafe fn enqueue(&mut self, send: bool, e: *mut Entry) {
-        // SAFETY: per the contract.
-        unsafe { self.w.enqueue(send, e) }
-    }
-
-    /// # Safety
-    /// Lock held; `e` was enqueued here (it may have been unlinked since).
-    pub(crate) unsafe fn dequeue(&mut self, send: bool, e: *mut Entry) {
-        // SAFETY: per the contract.
-        unsafe { self.w.dequeue(send, e) }
-    }
-
-    pub(crate) fn mark_shared(&self) {
-        self.w.mark_shared()
-    }
 }
 
 impl<T> Inner<T> {
@@ -378,7 +357,7 @@ impl<T> Inner<T> {
         let held = self.hdr.enter(*me);
         let g = Locked { inner: self, held };
         if held.shared_now {
-            g.mark_shared();
+            g.w.mark_shared();
         }
         g
     }
@@ -494,7 +473,7 @@ impl<T> Chan<T> {
                 // SAFETY: lock held; `p` lives in the caller's frame until
                 // the operation ends, which is only after the entry is
                 // unlinked (by a partner, by close, or by `send_failed`).
-                unsafe { g.enqueue(true, ep) };
+                unsafe { g.w.enqueue(true, ep) };
                 me.set_blocked(Block::Send, inner.addr(), inner.hdr.is_shared());
                 PARK
             }
@@ -512,7 +491,7 @@ impl<T> Chan<T> {
             let me = Me::get();
             let mut g = self.inner.lock(&me);
             // SAFETY: lock held; the entry was queued on this channel.
-            unsafe { g.dequeue(true, p.entry()) };
+            unsafe { g.w.dequeue(true, p.entry()) };
             drop(g);
             let v = p.take();
             if dies {
@@ -562,7 +541,7 @@ impl<T> Chan<T> {
         }
         let ep = p.arm(&me, &inner.hdr, false);
         // SAFETY: as in `send_start`.
-        unsafe { g.enqueue(false, ep) };
+        unsafe { g.w.enqueue(false, ep) };
         me.set_blocked(what, inner.addr(), inner.hdr.is_shared());
         PARK
     }
@@ -573,7 +552,7 @@ impl<T> Chan<T> {
             let me = Me::get();
             let mut g = self.inner.lock(&me);
             // SAFETY: lock held; the entry was queued on this channel.
-            unsafe { g.dequeue(false, p.entry()) };
+            unsafe { g.w.dequeue(false, p.entry()) };
             drop(g);
             if dies {
                 me.kill_point();
