@@ -70,6 +70,7 @@ const _: () = {
     assert!(offset_of!(Inner<u128>, st) == WAITS_OFFSET);
     assert!(offset_of!(Inner<String>, st) == WAITS_OFFSET);
     assert!(offset_of!(State<u128>, w) == 0);
+    assert!(offset_of!(Inner<u128>, hdr) == 0);
 };
 
 /// The part of a channel's state that does not depend on its element
