@@ -20,7 +20,7 @@ use std::ptr;
 use super::chan::{Chan, Inner, Waits};
 use super::error::AltError;
 use crate::thread::wait::{Block, Me, Outcome, Waiter};
-use crate::thread::waitq::{Entry, Header};
+use crate::thread::waitq::{Entry, Header, Held};
 use crate::util::rng;
 
 /// What an alt needs of a channel, with its element type erased.
@@ -100,6 +100,83 @@ struct AltEntry<'a> {
     unbuffered: bool,
 }
 
+impl<'a> AltEntry<'a> {
+    #[inline(always)]
+    fn new<T>(c: &'a Chan<T>, slot: &'a mut Option<T>, send: bool) -> AltEntry<'a> {
+        AltEntry {
+            port: Some(&*c.inner),
+            // From the whole record, not its `hdr` field: `Waits::of`
+            // reaches past the header.
+            hdr: ptr::from_ref::<Inner<T>>(&c.inner).cast(),
+            slot: (slot as *mut Option<T>).cast(),
+            send,
+            unbuffered: c.inner.cap() == 0,
+        }
+    }
+
+    /// Performs the entry if it is ready (see [`Port::try_op`]); an
+    /// unbuffered channel that is open and has no partner queued cannot
+    /// be, which is decided without a virtual call.
+    ///
+    /// # Safety
+    /// The entry's channel is entered; its slot is typed, empty for a
+    /// receive.
+    #[inline(always)]
+    unsafe fn try_op(&self) -> Ready {
+        // SAFETY: per the contract.
+        unsafe {
+            if self.unbuffered && !(*Waits::of(self.hdr)).unbuffered_may_be_ready(self.send) {
+                return Ready::No;
+            }
+            self.port
+                .expect("live entries have a channel")
+                .try_op(self.send, self.slot)
+        }
+    }
+}
+
+/// Enters the channel whose header is `hdr`, noting an outsider's first
+/// touch, as [`Inner::lock`] does.
+///
+/// # Safety
+/// `hdr` is an entry's (see [`AltEntry::new`]), of a channel still alive.
+#[inline(always)]
+unsafe fn enter(hdr: *const Header, me: Me) -> Held {
+    // SAFETY: per the contract; marking needs the lock, just taken.
+    unsafe {
+        let h = (*hdr).enter(me);
+        if h.shared_now {
+            (*Waits::of(hdr)).mark_shared();
+        }
+        h
+    }
+}
+
+/// What trying entry `i` came to (`r`): None if it was not ready. Else
+/// `leave` gives up the locks held, then the partner the entry claimed is
+/// woken and the entry recorded as performed last; returns `start`'s
+/// packed result.
+#[inline(always)]
+fn settle(r: Ready, i: usize, last: &mut usize, me: &Me, leave: impl FnOnce()) -> Option<u64> {
+    match r {
+        Ready::No => None,
+        Ready::Done(w) => {
+            leave();
+            if let Some(w) = w {
+                // SAFETY: claimed inside the critical section, and not
+                // woken yet.
+                unsafe { Waiter::wake_from(w, me) };
+            }
+            *last = i;
+            Some(pack(Ok(i)))
+        }
+        Ready::Closed => {
+            leave();
+            Some(pack(Err(AltError::Closed(i))))
+        }
+    }
+}
+
 const NOP: AltEntry<'static> = AltEntry {
     port: None,
     hdr: ptr::null(),
@@ -156,7 +233,8 @@ impl<'a> Entries<'a> {
 /// picks one uniformly at random. A receive entry stores its value in its
 /// slot (emptied when the entry is added, and so empty whenever an alt
 /// starts: the slot that received last time is emptied again); a send
-/// entry takes its value out of its slot only if it is the one performed. An entry whose channel is closed is ready and reports
+/// entry takes its value out of its slot only if it is the one performed.
+/// An entry whose channel is closed is ready and reports
 /// [`AltError::Closed`].
 ///
 /// ```
@@ -208,15 +286,7 @@ impl<'a> Alt<'a> {
     #[inline]
     pub fn recv<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
         *slot = None;
-        self.entries.push(AltEntry {
-            port: Some(&*c.inner),
-            // From the whole record, not its `hdr` field: `Waits::of`
-            // reaches past the header.
-            hdr: ptr::from_ref::<Inner<T>>(&c.inner).cast(),
-            slot: (slot as *mut Option<T>).cast(),
-            send: false,
-            unbuffered: c.inner.cap() == 0,
-        });
+        self.entries.push(AltEntry::new(c, slot, false));
         self
     }
 
@@ -224,15 +294,7 @@ impl<'a> Alt<'a> {
     /// `c`.
     #[inline]
     pub fn send<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
-        self.entries.push(AltEntry {
-            port: Some(&*c.inner),
-            // From the whole record, not its `hdr` field: `Waits::of`
-            // reaches past the header.
-            hdr: ptr::from_ref::<Inner<T>>(&c.inner).cast(),
-            slot: (slot as *mut Option<T>).cast(),
-            send: true,
-            unbuffered: c.inner.cap() == 0,
-        });
+        self.entries.push(AltEntry::new(c, slot, true));
         self
     }
 
@@ -331,7 +393,6 @@ impl<'a> Alt<'a> {
         // SAFETY (for every `entry` call below): `perm` (and `live`, made
         // from it) holds indexes of `es`.
         let entry = |i: usize| unsafe { es.get_unchecked(i) };
-        let port = |e: &AltEntry<'a>| e.port.expect("live entries have a channel");
 
         // Try each entry under its own channel's lock. An operation done
         // this way is as atomic as a lone send or receive, and when one is
@@ -342,32 +403,12 @@ impl<'a> Alt<'a> {
             // SAFETY: the header lives as long as the channel, which the
             // alt borrows; entered around the calls that need the lock.
             unsafe {
-                let h = (*e.hdr).enter(me);
-                if h.shared_now {
-                    (*Waits::of(e.hdr)).mark_shared();
+                let h = enter(e.hdr, me);
+                let r = e.try_op();
+                if let Some(st) = settle(r, i, &mut self.last, &me, || (*e.hdr).leave(h)) {
+                    return st;
                 }
-                // An unbuffered channel that is open and has no partner
-                // queued cannot be ready: decided without a virtual call.
-                if e.unbuffered && !(*Waits::of(e.hdr)).unbuffered_may_be_ready(e.send) {
-                    (*e.hdr).leave(h);
-                    continue;
-                }
-                match port(e).try_op(e.send, e.slot) {
-                    Ready::No => (*e.hdr).leave(h),
-                    Ready::Done(w) => {
-                        (*e.hdr).leave(h);
-                        if let Some(w) = w {
-                            // Claimed inside the critical section.
-                            Waiter::wake_from(w, &me);
-                        }
-                        self.last = i;
-                        return pack(Ok(i));
-                    }
-                    Ready::Closed => {
-                        (*e.hdr).leave(h);
-                        return pack(Err(AltError::Closed(i)));
-                    }
-                }
+                (*e.hdr).leave(h);
             }
         }
 
@@ -389,12 +430,8 @@ impl<'a> Alt<'a> {
             let e = entry(i);
             if e.hdr != last {
                 // SAFETY: the header lives as long as the channel, which
-                // the alt borrows.
-                let h = unsafe { (*e.hdr).enter(me) };
-                if h.shared_now {
-                    // SAFETY: just entered.
-                    unsafe { (*Waits::of(e.hdr)).mark_shared() };
-                }
+                // the alt borrows; left by `leave_all`.
+                let _ = unsafe { enter(e.hdr, me) };
                 last = e.hdr;
             }
         }
@@ -410,27 +447,10 @@ impl<'a> Alt<'a> {
             }
         };
         for &i in perm.iter() {
-            let e = entry(i);
-            // SAFETY: entered.
-            if e.unbuffered && unsafe { !(*Waits::of(e.hdr)).unbuffered_may_be_ready(e.send) } {
-                continue;
-            }
             // SAFETY: all entered; slots typed, receive slots emptied.
-            match unsafe { port(e).try_op(e.send, e.slot) } {
-                Ready::No => {}
-                Ready::Done(w) => {
-                    leave_all();
-                    if let Some(w) = w {
-                        // SAFETY: claimed inside the critical section.
-                        unsafe { Waiter::wake_from(w, &me) };
-                    }
-                    self.last = i;
-                    return pack(Ok(i));
-                }
-                Ready::Closed => {
-                    leave_all();
-                    return pack(Err(AltError::Closed(i)));
-                }
+            let r = unsafe { entry(i).try_op() };
+            if let Some(st) = settle(r, i, &mut self.last, &me, leave_all) {
+                return st;
             }
         }
         if !block {
@@ -540,8 +560,7 @@ impl AltWait {
         let live = if n <= INLINE {
             &mut self.live[..n]
         } else {
-            self.more_live.clear();
-            self.more_live.extend_from_slice(perm);
+            self.more_live.resize(n, 0);
             &mut self.more_live[..]
         };
         live.copy_from_slice(perm);
