@@ -127,7 +127,7 @@ fn guard_for(size: usize) -> usize {
 /// `Stack`, because every resume asks for the base: a pointer would cost a
 /// read of the record's cold end on every switch.
 pub(crate) struct StackRef {
-    top: usize,
+    base: usize,
     bottom: usize,
 }
 
@@ -137,20 +137,22 @@ impl StackRef {
     /// be handed to another coroutine meanwhile.
     pub(crate) unsafe fn new(s: &Stack) -> StackRef {
         StackRef {
-            top: s.base,
+            base: s.base,
             bottom: s.bottom,
         }
     }
 }
 
-// SAFETY: `top` is page aligned (so aligned to STACK_ALIGNMENT), the range
-// below it down to the guard is mapped read/write, the guard makes an
-// overflow fault instead of touching other memory, and the usable size is at
-// least MIN_STACK, far above corosensei's MIN_STACK_SIZE; per
-// `StackRef::new` the memory outlives the coroutine and is used by it alone.
+// SAFETY: `base` is a whole number of 64-byte lines below a page boundary
+// (so aligned to STACK_ALIGNMENT), the range below it down to the guard is
+// mapped read/write, the guard makes an overflow fault instead of touching
+// other memory, and the usable size below `base` is at least MIN_STACK (the
+// colour comes out of COLOUR_ROOM), far above corosensei's MIN_STACK_SIZE;
+// per `StackRef::new` the memory outlives the coroutine and is used by it
+// alone.
 unsafe impl corosensei::stack::Stack for StackRef {
     fn base(&self) -> corosensei::stack::StackPointer {
-        corosensei::stack::StackPointer::new(self.top).expect("stack top is not null")
+        corosensei::stack::StackPointer::new(self.base).expect("stack base is not null")
     }
 
     fn limit(&self) -> corosensei::stack::StackPointer {
@@ -230,6 +232,16 @@ fn no_stack(size: usize, what: &str, err: io::Error) -> ! {
 }
 
 impl Class {
+    fn new(size: usize) -> Class {
+        Class {
+            size,
+            free: Vec::new(),
+            next: 0,
+            carved: 0,
+            end: 0,
+        }
+    }
+
     fn carve(&mut self) -> Stack {
         let guard = guard_for(self.size);
         let slot = self.size + COLOUR_ROOM + guard;
@@ -313,13 +325,7 @@ fn class(pool: &mut Vec<Class>, size: usize) -> &mut Class {
     let i = match pool.iter().position(|c| c.size == size) {
         Some(i) => i,
         None => {
-            pool.push(Class {
-                size,
-                free: Vec::new(),
-                next: 0,
-                carved: 0,
-                end: 0,
-            });
+            pool.push(Class::new(size));
             pool.len() - 1
         }
     };
@@ -401,13 +407,7 @@ mod tests {
 
     #[test]
     fn carved_stacks_keep_their_size_and_guard() {
-        let mut c = Class {
-            size: MIN_STACK,
-            free: Vec::new(),
-            next: 0,
-            carved: 0,
-            end: 0,
-        };
+        let mut c = Class::new(MIN_STACK);
         let (a, b) = (c.carve(), c.carve());
         for s in [&a, &b] {
             assert_eq!(s.size(), MIN_STACK);
@@ -430,13 +430,7 @@ mod tests {
         // address bits 6 to 15.
         let set = |a: usize| a / 64 % 1024;
         for size in [MIN_STACK, DEFAULT_STACK, 100 * PAGE] {
-            let mut c = Class {
-                size,
-                free: Vec::new(),
-                next: 0,
-                carved: 0,
-                end: 0,
-            };
+            let mut c = Class::new(size);
             let stacks: Vec<Stack> = (0..768).map(|_| c.carve()).collect();
             let mut sets: Vec<usize> = stacks.iter().map(|s| set(s.base)).collect();
             sets.sort_unstable();
