@@ -371,8 +371,7 @@ fn slots_follow_the_rules_and_an_empty_send_slot_is_an_error() {
         );
         b.send(2).unwrap();
         // A receive slot is emptied when its entry is added, whatever it
-        // held;
-        // a send that is not performed keeps its value.
+        // held; a send that is not performed keeps its value.
         let (mut x, mut y, mut s) = (Some(99), Some(98), Some(7));
         let mut alt = Alt::new();
         alt.recv(&a, &mut x).recv(&b, &mut y).send(&c, &mut s);

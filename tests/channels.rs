@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 
 use thread9::{
@@ -409,36 +411,43 @@ fn a_channel_shared_by_procs_after_heavy_local_use() {
 #[derive(Debug)]
 struct Counted<const N: usize> {
     words: [u64; N],
-    drops: Arc<std::sync::atomic::AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl<const N: usize> Counted<N> {
+    /// Value `k`, counted in `made`.
+    fn new(k: u64, drops: &Arc<AtomicUsize>, made: &AtomicUsize) -> Counted<N> {
+        made.fetch_add(1, SeqCst);
+        Counted {
+            words: std::array::from_fn(|i| k * 1000 + i as u64),
+            drops: drops.clone(),
+        }
+    }
+
+    fn check(&self, k: u64) {
+        assert!(
+            self.words
+                .iter()
+                .enumerate()
+                .all(|(i, w)| *w == k * 1000 + i as u64),
+            "not value {k}: {:?}",
+            self.words
+        );
+    }
 }
 
 impl<const N: usize> Drop for Counted<N> {
     fn drop(&mut self) {
-        self.drops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.drops.fetch_add(1, SeqCst);
     }
 }
 
 fn every_way_a_value_can_wait<const N: usize>() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let drops = Arc::new(AtomicUsize::new(0));
     let made = Arc::new(AtomicUsize::new(0));
     let (d, m) = (drops.clone(), made.clone());
     run(move || {
-        let val = |k: u64| {
-            m.fetch_add(1, Ordering::SeqCst);
-            Counted::<N> {
-                words: std::array::from_fn(|i| k * 1000 + i as u64),
-                drops: d.clone(),
-            }
-        };
-        let check = |v: &Counted<N>, k: u64| {
-            assert!(
-                v.words
-                    .iter()
-                    .enumerate()
-                    .all(|(i, w)| *w == k * 1000 + i as u64)
-            )
-        };
+        let val = |k: u64| Counted::<N>::new(k, &d, &m);
         // A receiver waits first (the sender fills its slot), then a
         // sender waits first (the receiver empties its slot), in one proc
         // and across procs.
@@ -448,8 +457,7 @@ fn every_way_a_value_can_wait<const N: usize>() {
         threadcreate(
             move || {
                 for k in 0..4 {
-                    let v = c2.recv().unwrap();
-                    check(&v, k);
+                    c2.recv().unwrap().check(k);
                 }
                 done2.send(()).unwrap();
             },
@@ -461,27 +469,17 @@ fn every_way_a_value_can_wait<const N: usize>() {
         c.send(val(2)).unwrap();
         c.send(val(3)).unwrap();
         done.recv().unwrap();
-        let (c3, done3) = (c.clone(), done.clone());
+        let (c3, done3, d3, m3) = (c.clone(), done.clone(), d.clone(), m.clone());
         proccreate(
             move || {
-                let v = c3.recv().unwrap();
-                check(&v, 10);
-                c3.send(val_far(v, 11)).unwrap();
+                c3.recv().unwrap().check(10);
+                c3.send(Counted::new(11, &d3, &m3)).unwrap();
                 done3.send(()).unwrap();
             },
             0,
         );
-        fn val_far<const N: usize>(v: Counted<N>, k: u64) -> Counted<N> {
-            Counted {
-                words: std::array::from_fn(|i| k * 1000 + i as u64),
-                drops: v.drops.clone(),
-            }
-        }
         c.send(val(10)).unwrap();
-        let v = c.recv().unwrap();
-        m.fetch_add(1, Ordering::SeqCst);
-        check(&v, 11);
-        drop(v);
+        c.recv().unwrap().check(11);
         done.recv().unwrap();
         // A blocked sender gets its value back when interrupted, and when
         // the channel is closed.
@@ -506,7 +504,7 @@ fn every_way_a_value_can_wait<const N: usize>() {
             }
             let (kk, v) = back.recv().unwrap();
             assert_eq!(kk, k);
-            check(&v, k);
+            v.check(k);
         }
         // A blocked receiver's slot stays empty when it fails.
         let r: Chan<Counted<N>> = Chan::new(0);
@@ -519,13 +517,9 @@ fn every_way_a_value_can_wait<const N: usize>() {
         assert_eq!(out.recv(), Ok(true));
     })
     .unwrap();
-    let made = made.load(Ordering::SeqCst);
+    let made = made.load(SeqCst);
     assert_eq!(made, 8);
-    assert_eq!(
-        drops.load(Ordering::SeqCst),
-        made,
-        "every value dropped exactly once"
-    );
+    assert_eq!(drops.load(SeqCst), made, "every value dropped exactly once");
 }
 
 #[test]
