@@ -211,7 +211,7 @@ impl<T> Pending<T> {
             if send {
                 // SAFETY: the mailbox is free (its owner, the caller, is in
                 // no wait), and `fits_mail` promised it is large and aligned
-                // enough; `park_send` moves the value out again unless a
+                // enough; `park` moves the value out again unless a
                 // receiver took it.
                 unsafe { m.write(self.slot.take()) };
             }
@@ -229,31 +229,21 @@ impl<T> Pending<T> {
         e
     }
 
-    /// Waits for an armed send to end; unless a receiver took the value,
-    /// takes it back.
+    /// Waits for the armed operation to end, and brings the value back
+    /// from the mailbox if it is there: the one a completed receive got, or
+    /// the one a send that no receiver took still holds.
     #[inline(always)]
-    fn park_send(&mut self) -> Outcome {
+    fn park(&mut self, send: bool) -> Outcome {
         // SAFETY: set by `arm` to the caller's own waiter.
         let w = unsafe { &*self.w };
         let out = w.park();
-        if fits_mail::<T>() && !matches!(out, Outcome::Done(_)) {
-            // SAFETY: `arm` moved the value in, and a wait that no receiver
-            // completed leaves it untouched. (A receiver leaves None, which
-            // needs no drop.)
-            self.slot = unsafe { w.mail::<T>().read() };
-        }
-        out
-    }
-
-    /// Waits for an armed receive to end, and takes the value it got.
-    #[inline(always)]
-    fn park_recv(&mut self) -> Outcome {
-        // SAFETY: set by `arm` to the caller's own waiter.
-        let w = unsafe { &*self.w };
-        let out = w.park();
-        if fits_mail::<T>() && matches!(out, Outcome::Done(_)) {
-            // SAFETY: the sender that completed the wait wrote its value
-            // there before waking us, and nobody touches it after.
+        if fits_mail::<T>() && matches!(out, Outcome::Done(_)) != send {
+            // SAFETY: for a receive, the sender that completed the wait
+            // wrote its value there before waking us; for a send, `arm`
+            // moved the value in and a wait no receiver completed leaves it
+            // untouched. Nobody touches the mailbox after waking us. (A
+            // receiver that took a sent value left None, which needs no
+            // drop.)
             self.slot = unsafe { w.mail::<T>().read() };
         }
         out
@@ -440,7 +430,7 @@ impl<T> Chan<T> {
         p.slot = Some(v);
         match self.send_start(&mut p, true) {
             DONE => Ok(()),
-            PARK => match p.park_send() {
+            PARK => match p.park(true) {
                 Outcome::Done(_) => Ok(()),
                 out => self.send_failed(&mut p, out, true),
             },
@@ -512,7 +502,7 @@ impl<T> Chan<T> {
         let mut p = Pending::new();
         match self.recv_start(&mut p, true, Block::Recv) {
             DONE => Ok(p.take()),
-            PARK => match p.park_recv() {
+            PARK => match p.park(false) {
                 Outcome::Done(_) => Ok(p.take()),
                 out => self.recv_failed(&mut p, out, true),
             },
@@ -572,7 +562,7 @@ impl<T> Chan<T> {
         p.slot = Some(v);
         match self.send_start(&mut p, false) {
             DONE => Ok(()),
-            PARK => match p.park_send() {
+            PARK => match p.park(true) {
                 Outcome::Done(_) => Ok(()),
                 out => self.send_failed(&mut p, out, false),
             },
@@ -587,7 +577,7 @@ impl<T> Chan<T> {
         let mut p = Pending::new();
         match self.recv_start(&mut p, false, what) {
             DONE => Ok(p.take()),
-            PARK => match p.park_recv() {
+            PARK => match p.park(false) {
                 Outcome::Done(_) => Ok(p.take()),
                 out => self.recv_failed(&mut p, out, false),
             },
