@@ -151,10 +151,12 @@ impl StackRef {
 // per `StackRef::new` the memory outlives the coroutine and is used by it
 // alone.
 unsafe impl corosensei::stack::Stack for StackRef {
+    #[inline]
     fn base(&self) -> corosensei::stack::StackPointer {
         corosensei::stack::StackPointer::new(self.base).expect("stack base is not null")
     }
 
+    #[inline]
     fn limit(&self) -> corosensei::stack::StackPointer {
         corosensei::stack::StackPointer::new(self.bottom).expect("stack bottom is not null")
     }
