@@ -73,12 +73,24 @@ fn run_thread(local: &ProcLocal, t: *const Thread) {
     // its thread last ran pays a page walk and a cache miss, in series
     // with everything after it; begun one thread early, they overlap with
     // that thread's work. Measured: `primes_thread_2000` 209 -> 172 ms.
-    // SAFETY: `t` is alive (see below), and so is the thread queued after
-    // it: a queued thread cannot end.
+    // The record of the thread after that is fetched too: its `next` and
+    // `stack_hint` are what the next round reads first, so that round's
+    // prefetch no longer waits on a miss of its own (a sieve's run queue
+    // is rarely shorter than three). Measured in 25 alternated runs of a
+    // 2000-thread sieve: median 183 -> 176 ms.
+    // SAFETY: `t` is alive (see below), and so are the threads queued
+    // after it: a queued thread cannot end.
     unsafe {
         let n = (*t).next.get();
         if !n.is_null() {
             crate::util::prefetch((*n).stack_hint.get());
+            let m = (*n).next.get();
+            if !m.is_null() {
+                // Lines 0 to 2: the ones a switch into it reads.
+                for line in 0..3 {
+                    crate::util::prefetch(m as usize + line * 64);
+                }
+            }
         }
     }
     // SAFETY: `t` came off this proc's run queue: it is alive, belongs to
