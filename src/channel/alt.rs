@@ -269,6 +269,11 @@ impl Default for Alt<'_> {
 
 impl<'a> Alt<'a> {
     /// An alt with no entries.
+    ///
+    /// ```
+    /// let a = thread9::Alt::new();
+    /// assert!(a.is_empty());
+    /// ```
     #[inline]
     pub fn new() -> Alt<'a> {
         Alt {
@@ -282,7 +287,19 @@ impl<'a> Alt<'a> {
         }
     }
 
-    /// Adds an entry receiving from `c` into `slot`.
+    /// Adds an entry receiving from `c` into `slot`. The slot is emptied
+    /// now, and holds the value after an alt that picked this entry.
+    ///
+    /// ```
+    /// let (a, b) = (thread9::Chan::new(1), thread9::Chan::<u8>::new(1));
+    /// a.nbsend(1u8).unwrap();
+    /// let (mut x, mut y) = (Some(9), Some(9));
+    /// let mut alt = thread9::Alt::new();
+    /// alt.recv(&a, &mut x).recv(&b, &mut y);
+    /// assert_eq!(alt.nbalt(), Ok(0)); // only `a` has a value
+    /// drop(alt);
+    /// assert_eq!((x, y), (Some(1), None));
+    /// ```
     #[inline]
     pub fn recv<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
         *slot = None;
@@ -291,7 +308,19 @@ impl<'a> Alt<'a> {
     }
 
     /// Adds an entry sending the value in `slot` (which must hold one) on
-    /// `c`.
+    /// `c`. The slot is empty after an alt that picked this entry, and
+    /// still holds the value otherwise.
+    ///
+    /// ```
+    /// let (full, room) = (thread9::Chan::new(0), thread9::Chan::new(1));
+    /// let (mut v, mut w) = (Some("stays"), Some("goes"));
+    /// let mut alt = thread9::Alt::new();
+    /// alt.send(&full, &mut v).send(&room, &mut w);
+    /// assert_eq!(alt.nbalt(), Ok(1)); // nobody receives on `full`
+    /// drop(alt);
+    /// assert_eq!((v, w), (Some("stays"), None));
+    /// assert_eq!(room.nbrecv(), Ok("goes"));
+    /// ```
     #[inline]
     pub fn send<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
         self.entries.push(AltEntry::new(c, slot, true));
@@ -300,24 +329,67 @@ impl<'a> Alt<'a> {
 
     /// Adds an entry that is never ready (Plan 9's `CHANNOP`), keeping the
     /// numbering of the others.
+    ///
+    /// ```
+    /// let c = thread9::Chan::new(1);
+    /// c.nbsend(()).unwrap();
+    /// let mut x = None;
+    /// let mut alt = thread9::Alt::new();
+    /// alt.nop().recv(&c, &mut x);
+    /// assert_eq!(alt.nbalt(), Ok(1));
+    /// ```
     #[inline]
     pub fn nop(&mut self) -> &mut Alt<'a> {
         self.entries.push(NOP);
         self
     }
 
-    /// The number of entries.
+    /// The number of entries, nops included.
+    ///
+    /// ```
+    /// let c = thread9::Chan::<u8>::new(0);
+    /// let mut x = None;
+    /// let mut alt = thread9::Alt::new();
+    /// alt.nop().recv(&c, &mut x);
+    /// assert_eq!(alt.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.entries.n
     }
 
     /// True when there are no entries.
+    ///
+    /// ```
+    /// let mut alt = thread9::Alt::new();
+    /// assert!(alt.is_empty());
+    /// alt.nop();
+    /// assert!(!alt.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.n == 0
     }
 
     /// Performs one ready entry, waiting until one is ready; returns its
     /// index. With no entries but nops, waits until interrupted.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let (data, quit) = (thread9::Chan::new(0), thread9::Chan::<()>::new(0));
+    ///     let d = data.clone();
+    ///     thread9::threadcreate(move || d.send(42).unwrap(), 0);
+    ///     let (mut v, mut q) = (None, None);
+    ///     let mut alt = thread9::Alt::new();
+    ///     alt.recv(&data, &mut v).recv(&quit, &mut q);
+    ///     // Waits for the thread above; `quit` is never ready.
+    ///     assert_eq!(alt.alt(), Ok(0));
+    ///     drop(alt);
+    ///     assert_eq!(v, Some(42));
+    ///     quit.close();
+    ///     let mut alt = thread9::Alt::new();
+    ///     alt.recv(&data, &mut v).recv(&quit, &mut q);
+    ///     assert_eq!(alt.alt(), Err(thread9::AltError::Closed(1)));
+    /// }).unwrap();
+    /// ```
     // Inlined so that the context switch lands in the caller's frame (see
     // `Waiter::park`); the work before and after it is out of line and
     // reports through a packed status word rather than an enum in memory.
@@ -334,6 +406,14 @@ impl<'a> Alt<'a> {
 
     /// Performs one ready entry if there is one, else returns
     /// `Err(AltError::WouldBlock)` at once (Plan 9's `CHANNOBLK`).
+    ///
+    /// ```
+    /// let c = thread9::Chan::<i32>::new(0);
+    /// let mut x = None;
+    /// let mut alt = thread9::Alt::new();
+    /// alt.recv(&c, &mut x);
+    /// assert_eq!(alt.nbalt(), Err(thread9::AltError::WouldBlock));
+    /// ```
     pub fn nbalt(&mut self) -> Result<usize, AltError> {
         let mut w = AltWait::new();
         unpack(self.start(false, &mut w))

@@ -376,6 +376,12 @@ impl<T> Chan<T> {
     /// Creates a channel with room for `nel` buffered values (Plan 9's
     /// `chancreate`); 0 makes it unbuffered, so that each send waits for a
     /// receive and vice versa.
+    ///
+    /// ```
+    /// let c: thread9::Chan<u8> = thread9::Chan::new(3);
+    /// assert_eq!(c.capacity(), 3);
+    /// assert!(c.is_empty());
+    /// ```
     pub fn new(nel: usize) -> Chan<T> {
         Chan::with_header(nel, Header::new())
     }
@@ -497,6 +503,18 @@ impl<T> Chan<T> {
     /// Receives a value, blocking the calling thread until there is one.
     /// Fails when the channel is closed and drained, or when the thread is
     /// interrupted.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let c = thread9::Chan::new(0);
+    ///     let d = c.clone();
+    ///     thread9::threadcreate(move || d.send(7).unwrap(), 0);
+    ///     // Blocks until the thread above runs and sends.
+    ///     assert_eq!(c.recv(), Ok(7));
+    ///     c.close();
+    ///     assert_eq!(c.recv(), Err(thread9::RecvError::Closed));
+    /// }).unwrap();
+    /// ```
     #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
         let mut p = Pending::new();
@@ -588,6 +606,16 @@ impl<T> Chan<T> {
 
     /// Sends `v` only if that needs no waiting: a receiver is blocked, or
     /// the buffer has room. Never blocks.
+    ///
+    /// ```
+    /// use thread9::{Chan, TrySendError};
+    /// let c = Chan::new(1);
+    /// assert_eq!(c.nbsend('a'), Ok(()));
+    /// // Full, and no receiver waits: the value comes back.
+    /// assert_eq!(c.nbsend('b'), Err(TrySendError::Full('b')));
+    /// c.close();
+    /// assert_eq!(c.nbsend('c'), Err(TrySendError::Closed('c')));
+    /// ```
     pub fn nbsend(&self, v: T) -> Result<(), TrySendError<T>> {
         let me = Me::get();
         let mut g = self.inner.lock(&me);
@@ -605,6 +633,16 @@ impl<T> Chan<T> {
     }
 
     /// Receives a value only if one is there now. Never blocks.
+    ///
+    /// ```
+    /// use thread9::{Chan, TryRecvError};
+    /// let c = Chan::new(1);
+    /// assert_eq!(c.nbrecv(), Err(TryRecvError::Empty));
+    /// c.nbsend(5).unwrap();
+    /// c.close();
+    /// assert_eq!(c.nbrecv(), Ok(5)); // the buffer drains after close
+    /// assert_eq!(c.nbrecv(), Err(TryRecvError::Closed));
+    /// ```
     pub fn nbrecv(&self) -> Result<T, TryRecvError> {
         let me = Me::get();
         let mut g = self.inner.lock(&me);
@@ -624,6 +662,21 @@ impl<T> Chan<T> {
     /// receives drain the buffer then fail, and every thread blocked on the
     /// channel is released with `Closed` (a blocked sender gets its value
     /// back). Returns true the first time.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// thread9::run(|| {
+    ///     let c = thread9::Chan::<String>::new(0);
+    ///     let got = Rc::new(RefCell::new(None));
+    ///     let (d, g) = (c.clone(), got.clone());
+    ///     thread9::threadcreate(move || *g.borrow_mut() = Some(d.send("kept".into())), 0);
+    ///     thread9::threadyield(); // the sender blocks: nobody receives
+    ///     assert!(c.close());
+    ///     assert!(!c.close());
+    ///     thread9::threadyield(); // released, with its value
+    ///     assert_eq!(*got.borrow(), Some(Err(thread9::SendError::Closed("kept".into()))));
+    /// }).unwrap();
+    /// ```
     pub fn close(&self) -> bool {
         let me = Me::get();
         let mut g = self.inner.lock(&me);
@@ -650,38 +703,83 @@ impl<T> Chan<T> {
     }
 
     /// Whether [`close`](Chan::close) was called.
+    ///
+    /// ```
+    /// let c = thread9::Chan::<()>::new(0);
+    /// assert!(!c.is_closed());
+    /// c.clone().close(); // closes the channel, not the handle
+    /// assert!(c.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.lock(&Me::get()).w.closed
     }
 
     /// Values in the buffer now.
+    ///
+    /// ```
+    /// let c = thread9::Chan::new(4);
+    /// c.nbsend(1).unwrap();
+    /// c.nbsend(2).unwrap();
+    /// assert_eq!(c.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.lock(&Me::get()).buf.len()
     }
 
     /// True when no value is buffered.
+    ///
+    /// ```
+    /// let c = thread9::Chan::new(1);
+    /// assert!(c.is_empty());
+    /// c.nbsend("x").unwrap();
+    /// assert!(!c.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The buffer's size: `nel` given to [`Chan::new`].
+    ///
+    /// ```
+    /// assert_eq!(thread9::Chan::<i32>::new(0).capacity(), 0);
+    /// assert_eq!(thread9::Chan::<i32>::new(8).capacity(), 8);
+    /// ```
     pub fn capacity(&self) -> usize {
         self.inner.cap
     }
 
     /// Names the channel (Plan 9's `chansetname`); dumps then show threads
     /// blocked on it as `recv on <name>`.
+    ///
+    /// ```
+    /// let c = thread9::Chan::<u32>::new(0);
+    /// c.set_name("requests");
+    /// assert_eq!(c.clone().name().as_deref(), Some("requests"));
+    /// ```
     pub fn set_name(&self, name: &str) {
         names::set(self.inner.addr(), name);
         self.inner.hdr.named.store(true, Ordering::Relaxed);
     }
 
     /// The channel's name, if it has one.
+    ///
+    /// ```
+    /// let c = thread9::Chan::<u32>::new(0);
+    /// assert_eq!(c.name(), None);
+    /// c.set_name("replies");
+    /// assert_eq!(c.name().as_deref(), Some("replies"));
+    /// ```
     pub fn name(&self) -> Option<String> {
         names::get(self.inner.addr())
     }
 
     /// Whether two handles refer to the same channel.
+    ///
+    /// ```
+    /// let c = thread9::Chan::<u8>::new(0);
+    /// assert!(c.same(&c.clone()));
+    /// assert!(!c.same(&thread9::Chan::new(0)));
+    /// ```
     pub fn same(&self, other: &Chan<T>) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }

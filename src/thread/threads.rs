@@ -26,6 +26,14 @@ use crate::util::spin::Spin;
 /// procs are not numbered in the order they were made (Go numbers its
 /// goroutines the same way, for the same reason: no shared counter to
 /// update on every creation).
+///
+/// ```
+/// thread9::run(|| {
+///     assert_eq!(thread9::threadid(), 1);
+///     let id = thread9::threadcreate(|| assert_eq!(thread9::threadid(), 2), 0);
+///     assert_eq!(id, 2);
+/// }).unwrap();
+/// ```
 pub type ThreadId = u64;
 
 pub(crate) type Co = Coroutine<(), (), Exit, StackRef>;
@@ -481,6 +489,13 @@ pub fn threadsetname(name: &str) {
 
 /// The calling thread's name (`threadmain` for a program's first thread,
 /// empty for others until set).
+///
+/// ```
+/// thread9::run(|| {
+///     assert_eq!(thread9::threadgetname(), "threadmain");
+///     thread9::threadcreate(|| assert_eq!(thread9::threadgetname(), ""), 0);
+/// }).unwrap();
+/// ```
 pub fn threadgetname() -> String {
     current("threadgetname").name()
 }
