@@ -123,6 +123,16 @@ pub struct Waitmsg {
 
 impl Waitmsg {
     /// True when the child exited with status 0 (`msg` is empty).
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let wc = thread9::threadwaitchan();
+    ///     thread9::threadspawn(std::process::Command::new("true")).unwrap();
+    ///     assert!(wc.recv().unwrap().success());
+    ///     let killed = thread9::Waitmsg { msg: "signal: sys: kill".into(), ..Default::default() };
+    ///     assert!(!killed.success());
+    /// }).unwrap();
+    /// ```
     pub fn success(&self) -> bool {
         self.msg.is_empty()
     }

@@ -103,6 +103,22 @@ pub fn threadint(id: ThreadId) {
 }
 
 /// Interrupts every blocked thread of group `grp` (see [`threadint`]).
+///
+/// ```
+/// use thread9::{Chan, RecvError, threadcreate, threadintgrp, threadsetgrp, threadyield};
+/// thread9::run(|| {
+///     let (c, out) = (Chan::<i32>::new(0), Chan::new(3));
+///     for grp in [1, 1, 2] {
+///         let (c, out) = (c.clone(), out.clone());
+///         threadcreate(move || { threadsetgrp(grp); out.send(c.recv()).unwrap() }, 0);
+///     }
+///     threadyield(); // all three block in recv
+///     threadintgrp(1);
+///     c.send(7).unwrap(); // group 2's thread still waits
+///     let got: Vec<_> = (0..3).map(|_| out.recv().unwrap()).collect();
+///     assert_eq!(got, [Err(RecvError::Interrupted), Err(RecvError::Interrupted), Ok(7)]);
+/// }).unwrap();
+/// ```
 pub fn threadintgrp(grp: u64) {
     apply("threadintgrp", &|t| t.grp() == grp, false);
 }
@@ -133,12 +149,43 @@ pub fn threadkill(id: ThreadId) {
 
 /// Kills every thread of group `grp` (see [`threadkill`]); the caller too,
 /// if it is in the group.
+///
+/// ```
+/// use std::{cell::RefCell, rc::Rc};
+/// use thread9::{Chan, threadcreate, threadkillgrp, threadsetgrp, threadyield};
+/// struct Note(Rc<RefCell<Vec<u64>>>, u64);
+/// impl Drop for Note { fn drop(&mut self) { self.0.borrow_mut().push(self.1) } }
+/// thread9::run(|| {
+///     let (log, c) = (Rc::new(RefCell::new(Vec::new())), Chan::<()>::new(0));
+///     for grp in [1, 2, 1] {
+///         let (log, c) = (log.clone(), c.clone());
+///         threadcreate(move || { threadsetgrp(grp); let _n = Note(log, grp); let _ = c.recv(); }, 0);
+///     }
+///     threadyield(); // all three block in recv
+///     threadkillgrp(1);
+///     threadyield(); // the killed ones unwind
+///     assert_eq!(*log.borrow(), [1, 1]);
+///     c.send(()).unwrap(); // group 2's thread lives on
+/// }).unwrap();
+/// ```
 pub fn threadkillgrp(grp: u64) {
     apply("threadkillgrp", &|t| t.grp() == grp, true);
 }
 
 /// The calling thread's group. A program's first thread is in group 0; new
 /// threads (and procs) start in their creator's group.
+///
+/// ```
+/// use thread9::{Chan, proccreate, threadgetgrp, threadsetgrp};
+/// thread9::run(|| {
+///     assert_eq!(threadgetgrp(), 0);
+///     threadsetgrp(4);
+///     let c = Chan::new(1);
+///     let c2 = c.clone();
+///     proccreate(move || c2.send(threadgetgrp()).unwrap(), 0);
+///     assert_eq!(c.recv().unwrap(), 4); // inherited from its creator
+/// }).unwrap();
+/// ```
 pub fn threadgetgrp() -> u64 {
     threads::current("threadgetgrp").grp()
 }

@@ -20,6 +20,23 @@ use super::waitq::{Entry, Header, WaitQueue};
 
 /// The error of an interruptible wait (a lock, a rendez sleep) ended by
 /// [`threadint`](crate::threadint).
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// use thread9::{Interrupted, QLock, threadcreate, threadint, threadyield};
+/// thread9::run(|| {
+///     let l = Rc::new(QLock::new(()));
+///     let _held = l.lock();
+///     let (l2, out) = (l.clone(), Rc::new(Cell::new(None)));
+///     let o = out.clone();
+///     let id = threadcreate(move || o.set(l2.lock_interruptible().err()), 0);
+///     threadyield(); // it queues for the lock
+///     threadint(id);
+///     threadyield();
+///     assert_eq!(out.get(), Some(Interrupted));
+///     assert_eq!(Interrupted.to_string(), "interrupted");
+/// }).unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interrupted;
 
@@ -74,6 +91,21 @@ unsafe impl<T: ?Sized + Send> Sync for QLock<T> {}
 
 /// Held while a [`QLock`] is locked; unlocks when dropped (also while
 /// unwinding).
+///
+/// ```
+/// use std::rc::Rc;
+/// use thread9::{Chan, QLock, threadcreate, threadkill, threadyield};
+/// thread9::run(|| {
+///     let (l, c) = (Rc::new(QLock::new(0)), Chan::<()>::new(0));
+///     let (l2, c2) = (l.clone(), c.clone());
+///     let id = threadcreate(move || { let _g = l2.lock(); let _ = c2.recv(); }, 0);
+///     threadyield(); // it takes the lock, then blocks in recv
+///     assert!(l.try_lock().is_none());
+///     threadkill(id);
+///     threadyield(); // its stack unwinds, dropping the guard
+///     *l.try_lock().unwrap() += 1;
+/// }).unwrap();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct QLockGuard<'a, T: ?Sized> {
     lock: &'a QLock<T>,
@@ -89,6 +121,13 @@ const GAVE_UP: u8 = 2;
 
 impl<T> QLock<T> {
     /// An unlocked lock around `v`.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let l = thread9::QLock::new(5);
+    ///     assert_eq!(*l.try_lock().unwrap(), 5); // starts unlocked
+    /// }).unwrap();
+    /// ```
     pub fn new(v: T) -> QLock<T> {
         QLock {
             hdr: Header::new(),
@@ -101,6 +140,14 @@ impl<T> QLock<T> {
     }
 
     /// The data, giving up the lock.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let l = thread9::QLock::new(Vec::new());
+    ///     l.lock().push(1);
+    ///     assert_eq!(l.into_inner(), [1]);
+    /// }).unwrap();
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -115,6 +162,23 @@ impl<T: Default> Default for QLock<T> {
 impl<T: ?Sized> QLock<T> {
     /// Locks, waiting (only this thread) until the lock is free (Plan 9's
     /// `qlock`). A `threadint` does not end the wait; a kill does.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use thread9::{QLock, threadcreate, threadint, threadyield};
+    /// thread9::run(|| {
+    ///     let l = Rc::new(QLock::new(Vec::new()));
+    ///     let mut g = l.lock();
+    ///     let l2 = l.clone();
+    ///     let id = threadcreate(move || l2.lock().push("waiter"), 0);
+    ///     threadyield(); // it queues for the lock
+    ///     threadint(id); // and goes on waiting
+    ///     threadyield();
+    ///     g.push("holder");
+    ///     drop(g); // hands the lock to the waiter
+    ///     assert_eq!(*l.lock(), ["holder", "waiter"]);
+    /// }).unwrap();
+    /// ```
     #[inline(always)]
     pub fn lock(&self) -> QLockGuard<'_, T> {
         loop {
@@ -126,12 +190,44 @@ impl<T: ?Sized> QLock<T> {
 
     /// Locks, or fails with [`Interrupted`] if the thread is interrupted
     /// while it waits.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use thread9::{QLock, threadcreate, threadint, threadyield};
+    /// thread9::run(|| {
+    ///     let (l, log) = (Rc::new(QLock::new(())), Rc::new(RefCell::new(Vec::new())));
+    ///     let g = l.lock();
+    ///     let mut ids = Vec::new();
+    ///     for _ in 0..2 {
+    ///         let (l, log) = (l.clone(), log.clone());
+    ///         ids.push(threadcreate(move || {
+    ///             let got = l.lock_interruptible().is_ok();
+    ///             log.borrow_mut().push(got);
+    ///         }, 0));
+    ///     }
+    ///     threadyield(); // both queue for the lock
+    ///     threadint(ids[0]);
+    ///     drop(g); // the first waiter gave up: the second gets it
+    ///     threadyield();
+    ///     assert_eq!(*log.borrow(), [false, true]);
+    /// }).unwrap();
+    /// ```
     #[inline(always)]
     pub fn lock_interruptible(&self) -> Result<QLockGuard<'_, T>, Interrupted> {
         self.acquire(true)
     }
 
     /// Locks only if the lock is free now (Plan 9's `canqlock`).
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let l = thread9::QLock::new(0);
+    ///     let g = l.try_lock().unwrap();
+    ///     assert!(l.try_lock().is_none()); // held: fails at once, never waits
+    ///     drop(g);
+    ///     assert!(l.try_lock().is_some());
+    /// }).unwrap();
+    /// ```
     pub fn try_lock(&self) -> Option<QLockGuard<'_, T>> {
         let me = Me::get();
         let h = self.hdr.enter(me);
@@ -144,6 +240,14 @@ impl<T: ?Sized> QLock<T> {
     }
 
     /// The data, through exclusive access: no locking needed.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let mut l = thread9::QLock::new(1);
+    ///     *l.get_mut() += 1; // `&mut` proves nobody holds the lock
+    ///     assert_eq!(*l.lock(), 2);
+    /// }).unwrap();
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }

@@ -50,6 +50,15 @@ impl Default for Rendez {
 }
 
 impl Rendez {
+    /// A rendezvous point with no sleepers.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let r = thread9::Rendez::new();
+    ///     assert!(!r.wakeup()); // nobody to wake
+    ///     assert_eq!(r.wakeupall(), 0);
+    /// }).unwrap();
+    /// ```
     pub fn new() -> Rendez {
         Rendez {
             hdr: Header::new(),
@@ -60,12 +69,50 @@ impl Rendez {
     /// Releases the lock held by `guard`, sleeps until woken, and returns
     /// with the lock held again (Plan 9's `rsleep`). A `threadint` ends the
     /// sleep early (as a spurious wake-up would); a kill ends the thread.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use thread9::{QLock, Rendez, threadcreate};
+    /// thread9::run(|| {
+    ///     let s = Rc::new((QLock::new(0), Rendez::new()));
+    ///     let s2 = s.clone();
+    ///     threadcreate(move || {
+    ///         *s2.0.lock() = 1; // free: the sleeper released it
+    ///         s2.1.wakeup();
+    ///     }, 0);
+    ///     let (lock, r) = &*s;
+    ///     let mut g = lock.lock();
+    ///     while *g == 0 {
+    ///         g = r.sleep(g);
+    ///     }
+    ///     assert!(lock.try_lock().is_none()); // held again on return
+    /// }).unwrap();
+    /// ```
     pub fn sleep<'a, T: ?Sized>(&self, guard: QLockGuard<'a, T>) -> QLockGuard<'a, T> {
         self.wait(guard).0
     }
 
     /// `sleep`, also saying whether the sleep ended by an interrupt. The
     /// lock is held again either way.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use thread9::{Interrupted, QLock, Rendez, threadcreate, threadint, threadyield};
+    /// thread9::run(|| {
+    ///     let s = Rc::new((QLock::new(()), Rendez::new()));
+    ///     let (s2, out) = (s.clone(), Rc::new(Cell::new(None)));
+    ///     let o = out.clone();
+    ///     let id = threadcreate(move || {
+    ///         let (_g, r) = s2.1.sleep_interruptible(s2.0.lock());
+    ///         o.set(Some((r, s2.0.try_lock().is_none())));
+    ///     }, 0);
+    ///     threadyield(); // it sleeps
+    ///     threadint(id);
+    ///     threadyield();
+    ///     assert_eq!(out.get(), Some((Err(Interrupted), true))); // lock held again
+    ///     assert!(!s.1.wakeup()); // it is no longer asleep there
+    /// }).unwrap();
+    /// ```
     pub fn sleep_interruptible<'a, T: ?Sized>(
         &self,
         guard: QLockGuard<'a, T>,
@@ -113,11 +160,48 @@ impl Rendez {
     }
 
     /// Wakes the oldest sleeper (Plan 9's `rwakeup`); false if none slept.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use thread9::{QLock, Rendez, threadcreate, threadyield};
+    /// thread9::run(|| {
+    ///     let s = Rc::new((QLock::new(()), Rendez::new()));
+    ///     let log = Rc::new(RefCell::new(Vec::new()));
+    ///     for i in 0..2 {
+    ///         let (s, log) = (s.clone(), log.clone());
+    ///         threadcreate(move || { drop(s.1.sleep(s.0.lock())); log.borrow_mut().push(i) }, 0);
+    ///     }
+    ///     threadyield(); // both sleep
+    ///     assert!(s.1.wakeup());
+    ///     threadyield();
+    ///     assert_eq!(*log.borrow(), [0]); // the oldest sleeper, alone
+    ///     assert!(s.1.wakeup());
+    ///     assert!(!s.1.wakeup()); // none left
+    /// }).unwrap();
+    /// ```
     pub fn wakeup(&self) -> bool {
         self.wake(1) == 1
     }
 
     /// Wakes every sleeper (`rwakeupall`); returns how many.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use thread9::{QLock, Rendez, threadcreate, threadyield};
+    /// thread9::run(|| {
+    ///     let s = Rc::new((QLock::new(()), Rendez::new()));
+    ///     let woken = Rc::new(Cell::new(0));
+    ///     for _ in 0..3 {
+    ///         let (s, woken) = (s.clone(), woken.clone());
+    ///         threadcreate(move || { drop(s.1.sleep(s.0.lock())); woken.set(woken.get() + 1) }, 0);
+    ///     }
+    ///     threadyield(); // all three sleep
+    ///     assert_eq!(s.1.wakeupall(), 3);
+    ///     threadyield();
+    ///     assert_eq!(woken.get(), 3);
+    ///     assert_eq!(s.1.wakeupall(), 0);
+    /// }).unwrap();
+    /// ```
     pub fn wakeupall(&self) -> usize {
         self.wake(usize::MAX)
     }

@@ -54,6 +54,17 @@ unsafe impl<T: ?Sized + Send> Send for RWLock<T> {}
 unsafe impl<T: ?Sized + Send + Sync> Sync for RWLock<T> {}
 
 /// Held while reading; releases when dropped.
+///
+/// ```
+/// thread9::run(|| {
+///     let l = thread9::RWLock::new(1);
+///     let r = l.rlock();
+///     assert_eq!(*r, 1);
+///     assert!(l.try_wlock().is_none()); // a reader holds it
+///     drop(r);
+///     assert!(l.try_wlock().is_some());
+/// }).unwrap();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a, T: ?Sized> {
     lock: &'a RWLock<T>,
@@ -61,6 +72,17 @@ pub struct RLockGuard<'a, T: ?Sized> {
 }
 
 /// Held while writing; releases when dropped.
+///
+/// ```
+/// thread9::run(|| {
+///     let l = thread9::RWLock::new(1);
+///     let mut w = l.wlock();
+///     *w += 1;
+///     assert!(l.try_rlock().is_none()); // the writer holds it alone
+///     drop(w);
+///     assert_eq!(*l.try_rlock().unwrap(), 2);
+/// }).unwrap();
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct WLockGuard<'a, T: ?Sized> {
     lock: &'a RWLock<T>,
@@ -74,6 +96,13 @@ unsafe impl<T: ?Sized + Sync> Sync for WLockGuard<'_, T> {}
 
 impl<T> RWLock<T> {
     /// An unlocked lock around `v`.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let l = thread9::RWLock::new(5);
+    ///     assert!(l.try_wlock().is_some()); // starts unlocked
+    /// }).unwrap();
+    /// ```
     pub fn new(v: T) -> RWLock<T> {
         RWLock {
             hdr: Header::new(),
@@ -87,6 +116,14 @@ impl<T> RWLock<T> {
     }
 
     /// The data, giving up the lock.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let l = thread9::RWLock::new(Vec::new());
+    ///     l.wlock().push(1);
+    ///     assert_eq!(l.into_inner(), [1]);
+    /// }).unwrap();
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -101,12 +138,46 @@ impl<T: Default> Default for RWLock<T> {
 impl<T: ?Sized> RWLock<T> {
     /// Locks for reading (Plan 9's `rlock`). A `threadint` does not end the
     /// wait; a kill does.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use thread9::{RWLock, threadcreate, threadyield};
+    /// thread9::run(|| {
+    ///     let (l, seen) = (Rc::new(RWLock::new(0)), Rc::new(Cell::new(0)));
+    ///     let mut w = l.wlock();
+    ///     let (l2, s) = (l.clone(), seen.clone());
+    ///     threadcreate(move || s.set(*l2.rlock()), 0);
+    ///     threadyield(); // it waits: a writer holds the lock
+    ///     *w = 7;
+    ///     drop(w);
+    ///     threadyield();
+    ///     assert_eq!(seen.get(), 7);
+    ///     let (a, b) = (l.rlock(), l.rlock()); // readers share
+    ///     assert_eq!(*a + *b, 14);
+    /// }).unwrap();
+    /// ```
     pub fn rlock(&self) -> RLockGuard<'_, T> {
         while self.acquire(READ, false).is_err() {}
         self.rguard()
     }
 
     /// Locks for writing (Plan 9's `wlock`).
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use thread9::{RWLock, threadcreate, threadyield};
+    /// thread9::run(|| {
+    ///     let l = Rc::new(RWLock::new(Vec::new()));
+    ///     let r = l.rlock();
+    ///     let l2 = l.clone();
+    ///     threadcreate(move || l2.wlock().push("writer"), 0);
+    ///     threadyield(); // it waits for the reader to leave
+    ///     assert!(l.try_rlock().is_none()); // new readers queue behind it
+    ///     drop(r);
+    ///     l.wlock().push("main");
+    ///     assert_eq!(*l.rlock(), ["writer", "main"]);
+    /// }).unwrap();
+    /// ```
     pub fn wlock(&self) -> WLockGuard<'_, T> {
         while self.acquire(WRITE, false).is_err() {}
         self.wguard()
@@ -114,28 +185,91 @@ impl<T: ?Sized> RWLock<T> {
 
     /// `rlock`, or [`Interrupted`] if the thread is interrupted while it
     /// waits.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use thread9::{Interrupted, RWLock, threadcreate, threadint, threadyield};
+    /// thread9::run(|| {
+    ///     let (l, out) = (Rc::new(RWLock::new(())), Rc::new(Cell::new(None)));
+    ///     let _w = l.wlock();
+    ///     let (l2, o) = (l.clone(), out.clone());
+    ///     let id = threadcreate(move || o.set(Some(l2.rlock_interruptible().map(drop))), 0);
+    ///     threadyield(); // it waits for the writer
+    ///     threadint(id);
+    ///     threadyield();
+    ///     assert_eq!(out.get(), Some(Err(Interrupted)));
+    /// }).unwrap();
+    /// ```
     pub fn rlock_interruptible(&self) -> Result<RLockGuard<'_, T>, Interrupted> {
         self.acquire(READ, true).map(|()| self.rguard())
     }
 
     /// `wlock`, or [`Interrupted`] if the thread is interrupted while it
     /// waits.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use thread9::{Interrupted, RWLock, threadcreate, threadint, threadyield};
+    /// thread9::run(|| {
+    ///     let (l, out) = (Rc::new(RWLock::new(())), Rc::new(Cell::new(None)));
+    ///     let _r = l.rlock();
+    ///     let (l2, o) = (l.clone(), out.clone());
+    ///     let id = threadcreate(move || o.set(Some(l2.wlock_interruptible().map(drop))), 0);
+    ///     threadyield(); // it waits for the reader
+    ///     assert!(l.try_rlock().is_none()); // and holds up new readers
+    ///     threadint(id);
+    ///     threadyield();
+    ///     assert_eq!(out.get(), Some(Err(Interrupted)));
+    ///     assert!(l.try_rlock().is_some()); // until it gives up
+    /// }).unwrap();
+    /// ```
     pub fn wlock_interruptible(&self) -> Result<WLockGuard<'_, T>, Interrupted> {
         self.acquire(WRITE, true).map(|()| self.wguard())
     }
 
     /// Locks for reading only if that needs no waiting (Plan 9's
     /// `canrlock`).
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let l = thread9::RWLock::new(0);
+    ///     let r = l.try_rlock().unwrap();
+    ///     assert!(l.try_rlock().is_some()); // readers share
+    ///     drop(r);
+    ///     let _w = l.wlock();
+    ///     assert!(l.try_rlock().is_none()); // it would have to wait
+    /// }).unwrap();
+    /// ```
     pub fn try_rlock(&self) -> Option<RLockGuard<'_, T>> {
         self.try_acquire(READ).then(|| self.rguard())
     }
 
     /// Locks for writing only if the lock is free now (`canwlock`).
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let l = thread9::RWLock::new(0);
+    ///     let r = l.rlock();
+    ///     assert!(l.try_wlock().is_none()); // a reader holds it
+    ///     drop(r);
+    ///     let w = l.try_wlock().unwrap();
+    ///     assert!(l.try_wlock().is_none());
+    ///     drop(w);
+    /// }).unwrap();
+    /// ```
     pub fn try_wlock(&self) -> Option<WLockGuard<'_, T>> {
         self.try_acquire(WRITE).then(|| self.wguard())
     }
 
     /// The data, through exclusive access: no locking needed.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let mut l = thread9::RWLock::new(1);
+    ///     *l.get_mut() += 1; // `&mut` proves nobody holds the lock
+    ///     assert_eq!(*l.rlock(), 2);
+    /// }).unwrap();
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
