@@ -69,6 +69,18 @@ const IOPROC_STACK: usize = 1 << 20;
 ///
 /// Create it inside a program ([`run`](crate::run) or
 /// [`threadmain`](crate::threadmain)): it is a proc of that program.
+///
+/// ```
+/// use std::thread;
+///
+/// thread9::run(|| {
+///     let io = thread9::Ioproc::new();
+///     let other = io.clone();
+///     // A clone names the same ioproc, so its calls run on the same OS thread.
+///     let here = io.call(|| thread::current().id());
+///     assert_eq!(other.call(|| thread::current().id()), here);
+/// }).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct Ioproc {
     sh: Arc<Shared>,
@@ -152,6 +164,15 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 impl Ioproc {
     /// Starts an ioproc: a new proc of the calling program (Plan 9's
     /// `ioproc()`).
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let io = thread9::Ioproc::new();
+    ///     // Its calls run on an OS thread of their own, not the caller's.
+    ///     let there = io.call(|| std::thread::current().id());
+    ///     assert_ne!(there, std::thread::current().id());
+    /// }).unwrap();
+    /// ```
     pub fn new() -> Ioproc {
         intr::signal();
         let st = Arc::new(IoState::default());
@@ -296,16 +317,59 @@ impl Ioproc {
 
     /// Opens `path` (Plan 9's `ioopen`). `omode` is a Plan 9 mode (OREAD 0,
     /// OWRITE 1, ORDWR 2, plus OTRUNC 0x10), or Unix `O_*` flags.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{OTRUNC, OWRITE};
+    /// let path = std::env::temp_dir().join(format!("thread9-open-doc-{}", std::process::id()));
+    /// std::fs::write(&path, b"old contents").unwrap();
+    /// let p = path.clone();
+    /// thread9::run(move || {
+    ///     let io = thread9::Ioproc::new();
+    ///     let fd = io.open(&p, i32::from(OWRITE | OTRUNC)).unwrap();
+    ///     io.write(&fd, b"new").unwrap();
+    ///     io.close(fd).unwrap();
+    /// }).unwrap();
+    /// assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn open(&self, path: &Path, omode: i32) -> io::Result<OwnedFd> {
         self.io(|st| ops::open(st, path, omode))
     }
 
     /// Closes `fd` (Plan 9's `ioclose`).
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// thread9::run(|| {
+    ///     let (a, mut b) = UnixStream::pair().unwrap();
+    ///     thread9::Ioproc::new().close(a.into()).unwrap();
+    ///     // The peer sees end of file: `a` is really gone.
+    ///     assert_eq!(b.read(&mut [0u8; 1]).unwrap(), 0);
+    /// }).unwrap();
+    /// ```
     pub fn close(&self, fd: OwnedFd) -> io::Result<()> {
         self.io(move |_| ops::close(fd))
     }
 
     /// Reads once into `buf` (Plan 9's `ioread`); 0 means end of file.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// thread9::run(|| {
+    ///     let (mut a, b) = UnixStream::pair().unwrap();
+    ///     a.write_all(b"hello").unwrap();
+    ///     let io = thread9::Ioproc::new();
+    ///     let mut buf = [0u8; 16];
+    ///     let n = io.read(&b, &mut buf).unwrap();
+    ///     assert_eq!(&buf[..n], b"hello");
+    ///     drop(a);
+    ///     assert_eq!(io.read(&b, &mut buf).unwrap(), 0);
+    /// }).unwrap();
+    /// ```
     pub fn read(&self, fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
         let fd = fd.as_fd().as_raw_fd();
         self.io(|st| ops::read(st, fd, buf))
@@ -314,6 +378,25 @@ impl Ioproc {
     /// Reads until `buf` is full, end of file, or an error (Plan 9's
     /// `ioreadn`); an error after some bytes (an interrupt included) ends
     /// it with those bytes, and is not retried.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// thread9::run(|| {
+    ///     let (mut a, b) = UnixStream::pair().unwrap();
+    ///     a.write_all(b"hello world").unwrap();
+    ///     drop(a);
+    ///     let io = thread9::Ioproc::new();
+    ///     let mut buf = [0u8; 5];
+    ///     assert_eq!(io.readn(&b, &mut buf).unwrap(), 5);
+    ///     assert_eq!(&buf, b"hello");
+    ///     // Fewer bytes than asked for: end of file came first.
+    ///     let mut rest = [0u8; 16];
+    ///     assert_eq!(io.readn(&b, &mut rest).unwrap(), 6);
+    ///     assert_eq!(&rest[..6], b" world");
+    /// }).unwrap();
+    /// ```
     pub fn readn(&self, fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
         let fd = fd.as_fd().as_raw_fd();
         self.io(|st| ops::readn(st, fd, buf))
@@ -321,6 +404,20 @@ impl Ioproc {
 
     /// Writes all of `buf` (Plan 9's `iowrite`), returning its length; an
     /// error after some bytes ends it with the count written.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// thread9::run(|| {
+    ///     let (a, mut b) = UnixStream::pair().unwrap();
+    ///     let io = thread9::Ioproc::new();
+    ///     assert_eq!(io.write(&a, b"hello").unwrap(), 5);
+    ///     let mut buf = [0u8; 5];
+    ///     b.read_exact(&mut buf).unwrap();
+    ///     assert_eq!(&buf, b"hello");
+    /// }).unwrap();
+    /// ```
     pub fn write(&self, fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
         let fd = fd.as_fd().as_raw_fd();
         self.io(|st| ops::write(st, fd, buf))
@@ -329,6 +426,24 @@ impl Ioproc {
     /// Connects to a Plan 9 dial string (Plan 9's `iodial`):
     /// `tcp!host!port`, `tcp!host!service`, `udp!host!port`,
     /// `net!host!port` (tcp), `unix!/path`.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::TcpListener;
+    ///
+    /// thread9::run(|| {
+    ///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let port = listener.local_addr().unwrap().port();
+    ///     let io = thread9::Ioproc::new();
+    ///     let fd = io.dial(&format!("tcp!127.0.0.1!{port}")).unwrap();
+    ///     // The connection is already queued on the listener, so this does not block.
+    ///     let (mut conn, _) = listener.accept().unwrap();
+    ///     io.write(&fd, b"ping").unwrap();
+    ///     let mut buf = [0u8; 4];
+    ///     conn.read_exact(&mut buf).unwrap();
+    ///     assert_eq!(&buf, b"ping");
+    /// }).unwrap();
+    /// ```
     pub fn dial(&self, addr: &str) -> io::Result<OwnedFd> {
         self.io(|st| {
             let t = dial::parse(addr)?;
@@ -371,12 +486,32 @@ impl Ioproc {
 
     /// Sleeps `ms` milliseconds in the ioproc (9front's `iosleep`);
     /// interruptible, so a thread can serve as a timer that another stops.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// thread9::run(|| {
+    ///     let io = thread9::Ioproc::new();
+    ///     let t = Instant::now();
+    ///     io.sleep(20).unwrap();
+    ///     assert!(t.elapsed() >= Duration::from_millis(20));
+    /// }).unwrap();
+    /// ```
     pub fn sleep(&self, ms: u64) -> io::Result<()> {
         self.io(|st| ops::sleep(st, ms))
     }
 
     /// Waits for the call in progress to end and clears a pending interrupt
     /// (9front's `ioflush`).
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let io = thread9::Ioproc::new();
+    ///     io.interrupt(); // no call running: it would fail the next one
+    ///     io.flush().unwrap();
+    ///     assert!(io.sleep(1).is_ok());
+    /// }).unwrap();
+    /// ```
     pub fn flush(&self) -> io::Result<()> {
         match self.exec(|st| st.clear(), true) {
             Ok(()) => Ok(()),
@@ -387,6 +522,29 @@ impl Ioproc {
 
     /// Interrupts the call in progress, or with none, the next call
     /// (9front's `iointerrupt`). Never blocks.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use std::os::unix::net::UnixStream;
+    /// use thread9::{Chan, Ioproc, threadcreate};
+    ///
+    /// thread9::run(|| {
+    ///     let (a, _b) = UnixStream::pair().unwrap(); // `_b` never writes
+    ///     let io = Ioproc::new();
+    ///     let done = Chan::new(0);
+    ///     let (io2, d) = (io.clone(), done.clone());
+    ///     threadcreate(move || {
+    ///         let r = io2.read(&a, &mut [0u8; 1]);
+    ///         d.send(r.map_err(|e| e.kind())).unwrap();
+    ///     }, 0);
+    ///     thread9::threadyield();
+    ///     // Whether the read has started or not, it fails: an early interrupt stays pending.
+    ///     io.interrupt();
+    ///     assert_eq!(done.recv().unwrap(), Err(ErrorKind::Interrupted));
+    ///     // The interrupt is used up: the next call runs.
+    ///     assert!(io.sleep(1).is_ok());
+    /// }).unwrap();
+    /// ```
     pub fn interrupt(&self) {
         self.sh.st.interrupt();
     }
