@@ -23,6 +23,23 @@ use crate::thread::{proccreate, threadsetgrp, threadsetname};
 
 /// The thread group of the server's threads, so that a program's
 /// `threadintgrp`/`threadkillgrp` of its own groups leaves them alone.
+///
+/// ```
+/// use thread9::srv::{SRV_GROUP, Srv, ninep::Client};
+///
+/// thread9::run(|| {
+///     let srv = Srv::new();
+///     let _f = srv.file2chan("status").unwrap();
+///     srv.announce("tcp!127.0.0.1!0").unwrap();
+///     let c = Client::mount(&srv.addrs()[0]).unwrap();
+///     // Killing the group the program's threads start in spares the
+///     // server: its listener and connection are in SRV_GROUP.
+///     assert_ne!(thread9::threadgetgrp(), SRV_GROUP);
+///     thread9::threadsetgrp(1);
+///     thread9::threadkillgrp(0);
+///     assert_eq!(c.read_dir("/").unwrap()[0].name, "status");
+/// }).unwrap();
+/// ```
 pub const SRV_GROUP: u64 = u64::MAX - 9;
 
 /// Stack of a connection's first thread (it decodes, walks and stats).
@@ -155,6 +172,12 @@ impl fmt::Debug for Srv {
 
 impl Srv {
     /// An empty srv directory, not yet served.
+    ///
+    /// ```
+    /// let srv = thread9::srv::Srv::new();
+    /// assert!(srv.files().is_empty());
+    /// assert!(srv.addrs().is_empty());
+    /// ```
     pub fn new() -> Srv {
         Srv {
             h: Arc::new(Handle {
@@ -174,11 +197,41 @@ impl Srv {
     /// removes the file. Fails with `file name syntax` for a name that is
     /// empty, `.` or `..`, contains `/` or a control character, or is 64
     /// bytes or longer, and with `file exists` for a name in use.
+    ///
+    /// ```
+    /// use thread9::srv::{Srv, fcall::OREAD, ninep::Client};
+    ///
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let clock = srv.file2chan("clock").unwrap();
+    ///     // Every read of the file is a request to this thread.
+    ///     thread9::threadcreate(move || loop {
+    ///         if let (_, _, _, Some(rc)) = clock.read.recv().unwrap() {
+    ///             let _ = rc.send(Ok(b"noon".to_vec()));
+    ///         }
+    ///     }, 0);
+    ///     srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     let c = Client::mount(&srv.addrs()[0]).unwrap();
+    ///     let mut buf = [0; 8];
+    ///     let n = c.open("clock", OREAD).unwrap().read(&mut buf).unwrap();
+    ///     assert_eq!(&buf[..n], b"noon");
+    ///     thread9::threadexitsall(""); // the file's thread serves forever
+    /// }).unwrap();
+    /// ```
     pub fn file2chan(&self, name: &str) -> io::Result<FileIO> {
         FileIO::new(&self.h.shared.tree, name)
     }
 
     /// The names of the directory's files, oldest first.
+    ///
+    /// ```
+    /// let srv = thread9::srv::Srv::new();
+    /// let b = srv.file2chan("b").unwrap();
+    /// let _a = srv.file2chan("a").unwrap();
+    /// assert_eq!(srv.files(), ["b", "a"]); // by age, not by name
+    /// drop(b); // removes the file
+    /// assert_eq!(srv.files(), ["a"]);
+    /// ```
     pub fn files(&self) -> Vec<String> {
         self.h
             .shared
@@ -195,6 +248,24 @@ impl Srv {
     /// it; returns the socket's path. The socket is mode 0600. A socket
     /// left there by a server that has died is replaced; one a live server
     /// answers on is an error (`AddrInUse`).
+    ///
+    /// ```
+    /// use thread9::srv::{Srv, namespace, ninep::Client};
+    ///
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let _f = srv.file2chan("status").unwrap();
+    ///     let name = format!("post-doc-{}", std::process::id());
+    ///     let path = srv.post(&name).unwrap();
+    ///     assert_eq!(path, namespace().join(&name));
+    ///     // The posted name alone is enough to mount it.
+    ///     let c = Client::mount(&name).unwrap();
+    ///     assert_eq!(c.read_dir("/").unwrap()[0].name, "status");
+    ///     assert!(srv.post(&name).is_err()); // a live server is there
+    ///     drop(srv); // stops serving and removes the socket
+    ///     assert!(!path.exists());
+    /// }).unwrap();
+    /// ```
     pub fn post(&self, name: &str) -> io::Result<PathBuf> {
         if !name_ok(name) {
             return Err(syntax_error());
@@ -253,6 +324,22 @@ impl Srv {
     }
 
     /// Every address the directory is served on, as dial strings.
+    ///
+    /// ```
+    /// thread9::run(|| {
+    ///     let srv = thread9::srv::Srv::new();
+    ///     let sock = std::env::temp_dir().join(format!("addrs-doc-{}", std::process::id()));
+    ///     srv.announce(&format!("unix!{}", sock.display())).unwrap();
+    ///     srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     let addrs = srv.addrs();
+    ///     assert_eq!(addrs[0], format!("unix!{}", sock.display()));
+    ///     // Port 0 was a request for any port: the one taken is given.
+    ///     assert!(addrs[1].starts_with("tcp!127.0.0.1!") && !addrs[1].ends_with("!0"));
+    ///     assert!(thread9::ninep::Client::mount(&addrs[1]).is_ok());
+    ///     drop(srv); // removes the socket
+    ///     assert!(!sock.exists());
+    /// }).unwrap();
+    /// ```
     pub fn addrs(&self) -> Vec<String> {
         lock(&self.h.listening)
             .iter()

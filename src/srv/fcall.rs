@@ -366,6 +366,15 @@ pub struct Qid {
 
 impl Qid {
     /// Appends the qid's 13 bytes to `out`.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{Qid, QTDIR};
+    ///
+    /// let mut out = vec![0xff]; // appended to, not replaced
+    /// Qid { typ: QTDIR, version: 1, path: 2 }.encode(&mut out);
+    /// // type[1] version[4] path[8], little-endian
+    /// assert_eq!(out, [0xff, 0x80, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    /// ```
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.typ);
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -373,6 +382,15 @@ impl Qid {
     }
 
     /// Decodes a qid from exactly [`QIDSZ`] bytes.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{Qid, QTFILE};
+    ///
+    /// let wire = [0, 3, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0];
+    /// assert_eq!(Qid::decode(&wire).unwrap(), Qid { typ: QTFILE, version: 3, path: 9 });
+    /// assert!(Qid::decode(&wire[..12]).is_err()); // too short
+    /// assert!(Qid::decode(&[wire, [0; 13]].concat()).is_err()); // too long
+    /// ```
     pub fn decode(buf: &[u8]) -> Result<Qid, FcallError> {
         let mut r = Reader::new(buf, "qid");
         let q = r.qid("qid")?;
@@ -460,6 +478,16 @@ impl Dir {
 
     /// Bytes of the encoded stat, its leading size\[2\] included: a server
     /// packing a directory read checks that whole entries fit.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{Dir, STATFIXLEN};
+    ///
+    /// let d = Dir { name: "profile".into(), uid: "glenda".into(), ..Dir::default() };
+    /// assert_eq!(d.encoded_size(), STATFIXLEN + 7 + 6);
+    /// let mut out = Vec::new();
+    /// d.encode(&mut out);
+    /// assert_eq!(out.len(), d.encoded_size());
+    /// ```
     pub fn encoded_size(&self) -> usize {
         STATFIXLEN + self.name.len() + self.uid.len() + self.gid.len() + self.muid.len()
     }
@@ -470,6 +498,17 @@ impl Dir {
     ///
     /// If the stat is too long for its size field (more than 65535 bytes
     /// after it); [`Dir::try_encode`] reports that instead.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::Dir;
+    ///
+    /// let d = Dir { name: "lib".into(), ..Dir::default() };
+    /// let mut out = Vec::new();
+    /// d.encode(&mut out);
+    /// // The size field counts the bytes after itself.
+    /// assert_eq!(u16::from_le_bytes([out[0], out[1]]) as usize, out.len() - 2);
+    /// assert_eq!(Dir::decode(&out).unwrap(), d);
+    /// ```
     pub fn encode(&self, out: &mut Vec<u8>) {
         if let Err(e) = self.try_encode(out) {
             panic!("cannot encode 9P stat: {e}");
@@ -478,6 +517,17 @@ impl Dir {
 
     /// Like [`Dir::encode`], but reports a stat too long to encode, leaving
     /// `out` as it was.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::Dir;
+    ///
+    /// let mut out = vec![1, 2, 3];
+    /// let huge = Dir { name: "x".repeat(70_000), ..Dir::default() };
+    /// assert!(huge.try_encode(&mut out).is_err());
+    /// assert_eq!(out, [1, 2, 3]);
+    /// Dir::default().try_encode(&mut out).unwrap();
+    /// assert_eq!(out.len(), 3 + Dir::default().encoded_size());
+    /// ```
     pub fn try_encode(&self, out: &mut Vec<u8>) -> Result<(), FcallError> {
         let start = out.len();
         let r = self.put(out, "dir");
@@ -488,6 +538,17 @@ impl Dir {
     }
 
     /// Decodes exactly one stat, which must fill `buf`.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::Dir;
+    ///
+    /// let d = Dir { name: "profile".into(), length: 120, ..Dir::default() };
+    /// let mut buf = Vec::new();
+    /// d.encode(&mut buf);
+    /// assert_eq!(Dir::decode(&buf).unwrap(), d);
+    /// buf.push(0); // a byte past the stat
+    /// assert!(Dir::decode(&buf).is_err());
+    /// ```
     pub fn decode(buf: &[u8]) -> Result<Dir, FcallError> {
         let mut r = Reader::new(buf, "dir");
         let d = r.stat()?;
@@ -520,6 +581,18 @@ impl Dir {
 
 /// Decodes the data of a directory read: whole stats, one after another.
 /// Empty data (end of directory) gives no entries; a partial entry is an error.
+///
+/// ```
+/// use thread9::srv::fcall::{Dir, decode_dirs};
+///
+/// let (a, b) = (Dir { name: "a".into(), ..Dir::default() }, Dir { name: "b".into(), ..Dir::default() });
+/// let mut data = Vec::new();
+/// a.encode(&mut data);
+/// b.encode(&mut data);
+/// assert_eq!(decode_dirs(&data).unwrap(), [a, b]);
+/// assert!(decode_dirs(&[]).unwrap().is_empty());
+/// assert!(decode_dirs(&data[..data.len() - 1]).is_err());
+/// ```
 pub fn decode_dirs(data: &[u8]) -> Result<Vec<Dir>, FcallError> {
     let mut r = Reader::new(data, "dir");
     let mut dirs = Vec::new();
@@ -720,6 +793,18 @@ const NAMES: [&str; 28] = [
 
 impl Msg {
     /// The message's type number, such as [`TWALK`].
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{Fcall, Msg, RREAD, TREAD};
+    ///
+    /// let m = Msg::Tread { fid: 1, offset: 0, count: 512 };
+    /// assert_eq!(m.kind(), TREAD);
+    /// assert_eq!(Msg::Rread { data: vec![] }.kind(), RREAD);
+    /// // The type byte on the wire, after size[4].
+    /// let mut wire = Vec::new();
+    /// Fcall { tag: 3, msg: m }.encode(&mut wire);
+    /// assert_eq!(wire[4], TREAD);
+    /// ```
     pub fn kind(&self) -> u8 {
         match self {
             Msg::Tversion { .. } => TVERSION,
@@ -753,11 +838,26 @@ impl Msg {
     }
 
     /// The message's name, such as `"Twalk"`.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::Msg;
+    ///
+    /// assert_eq!(Msg::Tread { fid: 1, offset: 0, count: 512 }.name(), "Tread");
+    /// assert_eq!(Msg::Rclunk.name(), "Rclunk");
+    /// ```
     pub fn name(&self) -> &'static str {
         NAMES[usize::from(self.kind() - TVERSION)]
     }
 
     /// Whether this is a T-message (client to server); R-messages answer them.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::Msg;
+    ///
+    /// assert!(Msg::Tread { fid: 1, offset: 0, count: 512 }.is_request());
+    /// assert!(!Msg::Rread { data: b"hi".to_vec() }.is_request());
+    /// assert!(!Msg::Rerror { ename: "no".into() }.is_request());
+    /// ```
     pub fn is_request(&self) -> bool {
         self.kind().is_multiple_of(2)
     }
@@ -793,6 +893,17 @@ impl Fcall {
     /// 65535 bytes, more than [`MAXWELEM`] walk names or qids, a stat longer
     /// than 65535 bytes, or a message longer than 4 GiB - 1.
     /// [`Fcall::try_encode`] reports these instead.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{Fcall, Msg};
+    ///
+    /// let tx = Fcall { tag: 7, msg: Msg::Tclunk { fid: 3 } };
+    /// let mut wire = Vec::new();
+    /// tx.encode(&mut wire);
+    /// // size[4] type[1] tag[2] fid[4], the size counting itself
+    /// assert_eq!(wire, [11, 0, 0, 0, 120, 7, 0, 3, 0, 0, 0]);
+    /// assert_eq!(Fcall::decode(&wire).unwrap(), tx);
+    /// ```
     pub fn encode(&self, out: &mut Vec<u8>) {
         if let Err(e) = self.try_encode(out) {
             panic!("cannot encode 9P message: {e}");
@@ -801,6 +912,16 @@ impl Fcall {
 
     /// Like [`Fcall::encode`], but reports a message that cannot be
     /// encoded, leaving `out` as it was.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{Fcall, MAXWELEM, Msg};
+    ///
+    /// let wnames = vec!["d".to_string(); MAXWELEM + 1]; // one name too many
+    /// let tx = Fcall { tag: 1, msg: Msg::Twalk { fid: 0, newfid: 1, wnames } };
+    /// let mut out = vec![9];
+    /// assert!(tx.try_encode(&mut out).is_err());
+    /// assert_eq!(out, [9]);
+    /// ```
     pub fn try_encode(&self, out: &mut Vec<u8>) -> Result<(), FcallError> {
         let start = out.len();
         let r = self.put(out, start);
@@ -907,6 +1028,17 @@ impl Fcall {
 
     /// Decodes one whole message, size field included, as [`read_frame`]
     /// returns it. The frame must be exactly one valid message.
+    ///
+    /// ```
+    /// use thread9::srv::fcall::{Fcall, Msg};
+    ///
+    /// let rx = Fcall { tag: 2, msg: Msg::Rread { data: b"hello".to_vec() } };
+    /// let mut frame = Vec::new();
+    /// rx.encode(&mut frame);
+    /// assert_eq!(Fcall::decode(&frame).unwrap(), rx);
+    /// // One byte short of what its size field says: not a message.
+    /// assert!(Fcall::decode(&frame[..frame.len() - 1]).is_err());
+    /// ```
     pub fn decode(frame: &[u8]) -> Result<Fcall, FcallError> {
         let mut r = Reader::new(frame, "message");
         let size = r.u32("size")?;

@@ -10,21 +10,150 @@ use crate::channel::Chan;
 /// Identifies one client open of a file: every request made through that
 /// open carries it, and no other open has the same one (Inferno's `fid`;
 /// not the 9P fid, which is the client's own number).
+///
+/// ```
+/// use thread9::srv::{Fid, Srv, fcall::OWRITE, ninep::Client};
+///
+/// thread9::run(|| {
+///     let srv = Srv::new();
+///     let log = srv.file2chan("log").unwrap();
+///     let fids = thread9::Chan::new(3);
+///     let seen = fids.clone();
+///     thread9::threadcreate(move || loop {
+///         if let (_, data, fid, Some(wc)) = log.write.recv().unwrap() {
+///             seen.send(fid).unwrap();
+///             let _ = wc.send(Ok(data.len()));
+///         }
+///     }, 0);
+///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+///     let (a, b) = (c.open("log", OWRITE).unwrap(), c.open("log", OWRITE).unwrap());
+///     a.write(b"1").unwrap();
+///     a.write(b"2").unwrap();
+///     b.write(b"3").unwrap();
+///     let got: Vec<Fid> = (0..3).map(|_| fids.recv().unwrap()).collect();
+///     assert_eq!(got[0], got[1]); // the same open
+///     assert_ne!(got[1], got[2]); // another open of the same file
+///     thread9::threadexitsall("");
+/// }).unwrap();
+/// ```
 pub type Fid = u64;
 
 /// The reply channel of a read request: send the data (at most `count`
 /// bytes reach the client; empty means end of file) or an error string,
 /// which becomes the client's error. It is buffered, so the reply never
 /// blocks.
+///
+/// ```
+/// use thread9::srv::{Rread, Srv, fcall::OREAD, ninep::Client};
+///
+/// thread9::run(|| {
+///     let srv = Srv::new();
+///     let greeting = srv.file2chan("greeting").unwrap();
+///     thread9::threadcreate(move || loop {
+///         if let (offset, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+///             let rc: Rread = rc;
+///             let _ = rc.send(match offset {
+///                 0 => Ok(b"hello, world".to_vec()),
+///                 _ => Err("no more".into()),
+///             });
+///         }
+///     }, 0);
+///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+///     let f = c.open("greeting", OREAD).unwrap();
+///     let mut buf = [0; 5];
+///     assert_eq!(f.read(&mut buf).unwrap(), 5); // the reply, cut to the count
+///     assert_eq!(&buf, b"hello");
+///     assert_eq!(f.read(&mut buf).unwrap_err().to_string(), "no more");
+///     thread9::threadexitsall("");
+/// }).unwrap();
+/// ```
 pub type Rread = Chan<Result<Vec<u8>, String>>;
 
 /// The reply channel of a write request: send how many bytes were written
 /// (more than were offered counts as all of them) or an error string.
+///
+/// ```
+/// use thread9::srv::{Rwrite, Srv, fcall::OWRITE, ninep::Client};
+///
+/// thread9::run(|| {
+///     let srv = Srv::new();
+///     let ctl = srv.file2chan("ctl").unwrap();
+///     thread9::threadcreate(move || loop {
+///         if let (_, data, _, Some(wc)) = ctl.write.recv().unwrap() {
+///             let wc: Rwrite = wc;
+///             let _ = wc.send(match &data[..] {
+///                 b"halt" => Err("permission denied".into()),
+///                 _ => Ok(usize::MAX), // all of it
+///             });
+///         }
+///     }, 0);
+///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+///     let f = c.open("ctl", OWRITE).unwrap();
+///     assert_eq!(f.write(b"sync").unwrap(), 4);
+///     assert_eq!(f.write(b"halt").unwrap_err().to_string(), "permission denied");
+///     thread9::threadexitsall("");
+/// }).unwrap();
+/// ```
 pub type Rwrite = Chan<Result<usize, String>>;
 
 /// A read request: `(offset, count, fid, rc)`.
+///
+/// ```
+/// use thread9::srv::{ReadReq, Srv, fcall::OREAD, ninep::Client};
+///
+/// thread9::run(|| {
+///     let srv = Srv::new();
+///     let data = srv.file2chan("data").unwrap();
+///     let seen = thread9::Chan::new(2);
+///     let s = seen.clone();
+///     thread9::threadcreate(move || loop {
+///         let (offset, count, _fid, rc): ReadReq = data.read.recv().unwrap();
+///         s.send((offset, count, rc.is_some())).unwrap();
+///         if let Some(rc) = rc {
+///             let _ = rc.send(Ok(Vec::new()));
+///         }
+///     }, 0);
+///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+///     let f = c.open("data", OREAD).unwrap();
+///     f.pread(&mut [0; 3], 7).unwrap();
+///     assert_eq!(seen.recv().unwrap(), (7, 3, true));
+///     f.clunk().unwrap(); // a close: no reply channel
+///     assert_eq!(seen.recv().unwrap(), (0, 0, false));
+///     thread9::threadexitsall("");
+/// }).unwrap();
+/// ```
 pub type ReadReq = (u64, usize, Fid, Option<Rread>);
 /// A write request: `(offset, data, fid, wc)`.
+///
+/// ```
+/// use thread9::srv::{Srv, WriteReq, fcall::OWRITE, ninep::Client};
+///
+/// thread9::run(|| {
+///     let srv = Srv::new();
+///     let data = srv.file2chan("data").unwrap();
+///     let seen = thread9::Chan::new(2);
+///     let s = seen.clone();
+///     thread9::threadcreate(move || loop {
+///         let (offset, bytes, _fid, wc): WriteReq = data.write.recv().unwrap();
+///         s.send((offset, bytes.clone(), wc.is_some())).unwrap();
+///         if let Some(wc) = wc {
+///             let _ = wc.send(Ok(bytes.len()));
+///         }
+///     }, 0);
+///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+///     let f = c.open("data", OWRITE).unwrap();
+///     assert_eq!(f.pwrite(b"abc", 4).unwrap(), 3);
+///     assert_eq!(seen.recv().unwrap(), (4, b"abc".to_vec(), true));
+///     f.clunk().unwrap(); // a close: no reply channel
+///     assert_eq!(seen.recv().unwrap(), (0, Vec::new(), false));
+///     thread9::threadexitsall("");
+/// }).unwrap();
+/// ```
 pub type WriteReq = (u64, Vec<u8>, Fid, Option<Rwrite>);
 
 /// Request channels hold this many requests, as Inferno's do.
@@ -121,6 +250,13 @@ impl FileIO {
     }
 
     /// The file's name in the srv directory.
+    ///
+    /// ```
+    /// let srv = thread9::srv::Srv::new();
+    /// let f = srv.file2chan("clock").unwrap();
+    /// assert_eq!(f.name(), "clock");
+    /// assert_eq!(srv.files(), [f.name()]);
+    /// ```
     pub fn name(&self) -> &str {
         &self.entry.name
     }

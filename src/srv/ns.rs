@@ -28,6 +28,15 @@ pub(crate) fn user() -> String {
 }
 
 /// The namespace directory's path (not created).
+///
+/// ```
+/// let ns = thread9::srv::namespace();
+/// match std::env::var_os("NAMESPACE").filter(|n| !n.is_empty()) {
+///     Some(n) => assert_eq!(ns, std::path::PathBuf::from(n)),
+///     // plan9port's default: /tmp/ns.$USER.$DISPLAY
+///     None => assert!(ns.to_str().unwrap().starts_with("/tmp/ns.")),
+/// }
+/// ```
 pub fn namespace() -> PathBuf {
     if let Some(ns) = std::env::var_os("NAMESPACE") {
         if !ns.is_empty() {

@@ -1008,11 +1008,35 @@ impl Client {
     /// The session's message size: the most bytes one 9P message may hold,
     /// as the server agreed in `Rversion`. Reads and writes move at most
     /// `msize - IOHDRSZ` bytes per message.
+    ///
+    /// ```
+    /// use thread9::srv::{Srv, fcall::IOHDRSZ, ninep::Client};
+    ///
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     let c = Client::mount(&srv.addrs()[0]).unwrap();
+    ///     // The client offers 8 MiB; thread9's server settles for 1 MiB of data.
+    ///     assert_eq!(c.msize(), (1 << 20) + IOHDRSZ);
+    /// }).unwrap();
+    /// ```
     pub fn msize(&self) -> u32 {
         self.conn.msize
     }
 
     /// The qid of the server's root, from `Rattach`.
+    ///
+    /// ```
+    /// use thread9::srv::{Srv, fcall::QTDIR, ninep::Client};
+    ///
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     let c = Client::mount(&srv.addrs()[0]).unwrap();
+    ///     assert_eq!(c.root_qid().typ, QTDIR);
+    ///     assert_eq!(c.root_qid(), c.stat("/").unwrap().qid);
+    /// }).unwrap();
+    /// ```
     pub fn root_qid(&self) -> Qid {
         self.conn.root
     }
@@ -1136,6 +1160,29 @@ impl File {
 
     /// Reads at `offset` into `buf`, as [`read`](File::read) does but
     /// leaving the file's offset alone.
+    ///
+    /// ```
+    /// use thread9::srv::{Srv, fcall::OREAD, ninep::Client};
+    ///
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let greeting = srv.file2chan("greeting").unwrap();
+    ///     // The server's read handler answers from the offset asked for.
+    ///     thread9::threadcreate(move || loop {
+    ///         if let (off, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+    ///             let _ = rc.send(Ok(b"hello, world"[(off as usize).min(12)..].to_vec()));
+    ///         }
+    ///     }, 0);
+    ///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    ///     let f = c.open("greeting", OREAD).unwrap();
+    ///     let mut buf = [0; 5];
+    ///     assert_eq!(f.pread(&mut buf, 7).unwrap(), 5);
+    ///     assert_eq!(&buf, b"world");
+    ///     assert_eq!(f.offset(), 0);
+    ///     thread9::threadexitsall("");
+    /// }).unwrap();
+    /// ```
     pub fn pread(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -1189,6 +1236,30 @@ impl File {
 
     /// Writes all of `buf` at `offset`, as [`write`](File::write) does but
     /// leaving the file's offset alone.
+    ///
+    /// ```
+    /// use thread9::srv::{Srv, fcall::OWRITE, ninep::Client};
+    ///
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let log = srv.file2chan("log").unwrap();
+    ///     let offsets = thread9::Chan::new(1);
+    ///     let o = offsets.clone();
+    ///     thread9::threadcreate(move || loop {
+    ///         if let (off, data, _, Some(wc)) = log.write.recv().unwrap() {
+    ///             o.send(off).unwrap();
+    ///             let _ = wc.send(Ok(data.len()));
+    ///         }
+    ///     }, 0);
+    ///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    ///     let f = c.open("log", OWRITE).unwrap();
+    ///     assert_eq!(f.pwrite(b"x", 10).unwrap(), 1);
+    ///     assert_eq!(offsets.recv().unwrap(), 10); // where the server was told
+    ///     assert_eq!(f.offset(), 0);
+    ///     thread9::threadexitsall("");
+    /// }).unwrap();
+    /// ```
     pub fn pwrite(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         self.write_from(buf, Some(offset))
     }
@@ -1231,6 +1302,26 @@ impl File {
     }
 
     /// The file's directory entry (`Tstat`).
+    ///
+    /// ```
+    /// # use thread9::srv::{Srv, fcall::*, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let greeting = srv.file2chan("greeting").unwrap();
+    /// # thread9::threadcreate(move || loop {
+    /// #     if let (off, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+    /// #         let _ = rc.send(Ok(b"hello, world"[(off as usize).min(12)..].to_vec()));
+    /// #     }
+    /// # }, 0);
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    /// let f = c.open("greeting", OREAD).unwrap();
+    /// let d = f.stat().unwrap();
+    /// assert_eq!(d.name, "greeting");
+    /// assert_eq!(d.qid, f.qid());
+    /// # thread9::threadexitsall("");
+    /// # }).unwrap();
+    /// ```
     pub fn stat(&self) -> io::Result<Dir> {
         match self.conn.shared.rpc(Msg::Tstat { fid: self.fid })? {
             Msg::Rstat { stat } => Ok(stat),
@@ -1265,6 +1356,25 @@ impl File {
     }
 
     /// The file's qid, from `Ropen`.
+    ///
+    /// ```
+    /// # use thread9::srv::{Srv, fcall::*, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let greeting = srv.file2chan("greeting").unwrap();
+    /// # thread9::threadcreate(move || loop {
+    /// #     if let (off, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+    /// #         let _ = rc.send(Ok(b"hello, world"[(off as usize).min(12)..].to_vec()));
+    /// #     }
+    /// # }, 0);
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    /// let f = c.open("greeting", OREAD).unwrap();
+    /// assert_eq!(f.qid().typ, QTFILE); // a plain file, not a directory
+    /// assert_eq!(f.qid(), c.stat("greeting").unwrap().qid);
+    /// # thread9::threadexitsall("");
+    /// # }).unwrap();
+    /// ```
     pub fn qid(&self) -> Qid {
         self.qid
     }
@@ -1272,18 +1382,81 @@ impl File {
     /// The server's `iounit` for this file, from `Ropen`: the most bytes
     /// one read or write moves atomically, or 0 for "no promise" (then
     /// `msize - IOHDRSZ` is used).
+    ///
+    /// ```
+    /// # use thread9::srv::{Srv, fcall::*, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let greeting = srv.file2chan("greeting").unwrap();
+    /// # thread9::threadcreate(move || loop {
+    /// #     if let (off, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+    /// #         let _ = rc.send(Ok(b"hello, world"[(off as usize).min(12)..].to_vec()));
+    /// #     }
+    /// # }, 0);
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    /// let f = c.open("greeting", OREAD).unwrap();
+    /// // thread9's server promises whole messages' worth.
+    /// assert_eq!(f.iounit(), c.msize() - IOHDRSZ);
+    /// # thread9::threadexitsall("");
+    /// # }).unwrap();
+    /// ```
     pub fn iounit(&self) -> u32 {
         self.iounit
     }
 
     /// The file's offset: where the next [`read`](File::read) or
     /// [`write`](File::write) starts.
+    ///
+    /// ```
+    /// # use thread9::srv::{Srv, fcall::*, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let greeting = srv.file2chan("greeting").unwrap();
+    /// # thread9::threadcreate(move || loop {
+    /// #     if let (off, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+    /// #         let _ = rc.send(Ok(b"hello, world"[(off as usize).min(12)..].to_vec()));
+    /// #     }
+    /// # }, 0);
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    /// // "greeting" reads as "hello, world".
+    /// let f = c.open("greeting", OREAD).unwrap();
+    /// assert_eq!(f.offset(), 0);
+    /// let n = f.read(&mut [0; 5]).unwrap();
+    /// assert_eq!(f.offset(), n as u64);
+    /// # thread9::threadexitsall("");
+    /// # }).unwrap();
+    /// ```
     pub fn offset(&self) -> u64 {
         self.offset.load(Ordering::Relaxed)
     }
 
     /// Moves the file's offset (Plan 9's `seek` from the start). On a
     /// directory, only 0 (back to the start) is meaningful to 9P.
+    ///
+    /// ```
+    /// # use thread9::srv::{Srv, fcall::*, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let greeting = srv.file2chan("greeting").unwrap();
+    /// # thread9::threadcreate(move || loop {
+    /// #     if let (off, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+    /// #         let _ = rc.send(Ok(b"hello, world"[(off as usize).min(12)..].to_vec()));
+    /// #     }
+    /// # }, 0);
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    /// // "greeting" reads as "hello, world".
+    /// let f = c.open("greeting", OREAD).unwrap();
+    /// f.set_offset(7);
+    /// let mut buf = [0; 5];
+    /// assert_eq!(f.read(&mut buf).unwrap(), 5);
+    /// assert_eq!(&buf, b"world");
+    /// assert_eq!(f.offset(), 12);
+    /// # thread9::threadexitsall("");
+    /// # }).unwrap();
+    /// ```
     pub fn set_offset(&self, offset: u64) {
         self.offset.store(offset, Ordering::Relaxed);
     }
