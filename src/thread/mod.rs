@@ -6,6 +6,27 @@
 //! a proc may share `Rc<RefCell<_>>` without locks. Procs run in parallel
 //! and share only `Send` data (typically channel ends).
 //!
+//! ```
+//! use std::{cell::RefCell, rc::Rc};
+//! use thread9::{Chan, proccreate, threadcreate, threadyield};
+//! thread9::run(|| {
+//!     // Threads of one proc take turns: no lock around the log.
+//!     let log = Rc::new(RefCell::new(Vec::new()));
+//!     for name in ["a", "b"] {
+//!         let log = log.clone();
+//!         threadcreate(move || for i in 0..2 { log.borrow_mut().push(format!("{name}{i}")); threadyield() }, 0);
+//!     }
+//!     threadyield(); // creating a thread does not run it; yielding does
+//!     while log.borrow().len() < 4 { threadyield() }
+//!     assert_eq!(*log.borrow(), ["a0", "b0", "a1", "b1"]);
+//!     // A proc runs in parallel; it gets only what is `Send`.
+//!     let c = Chan::new(0);
+//!     let d = c.clone();
+//!     proccreate(move || d.send(thread9::threadid()).unwrap(), 0);
+//!     assert_ne!(c.recv().unwrap(), thread9::threadid());
+//! }).unwrap();
+//! ```
+//!
 //! One file per concern, after 9front's libthread: `program` (run,
 //! threadmain, exit status), `procs` (proccreate), `threads`
 //! (threadcreate, ids, names), `sched` (the scheduler loop), `stack`
