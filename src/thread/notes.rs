@@ -377,7 +377,7 @@ fn default_action(sig: libc::c_int) {
 ///
 /// Waiting for a note: the handler hands it to a thread over a channel.
 ///
-/// ```no_run
+/// ```
 /// use std::sync::Mutex;
 /// use thread9::Chan;
 ///
@@ -393,9 +393,15 @@ fn default_action(sig: libc::c_int) {
 /// let c = Chan::new(4);
 /// *NOTES.lock().unwrap() = Some(c.clone());
 /// thread9::threadmain(move |_| {
-///     thread9::threadnotify(forward, true);
-///     // kill -HUP <pid> from a shell
+///     assert!(thread9::threadnotify(forward, true));
+///     // As `kill -USR1 <pid>` from a shell would. (Not SIGHUP: `nohup`
+///     // ignores it, and thread9 leaves ignored signals alone.)
+///     // SAFETY: raise has no memory-safety preconditions, and thread9 has
+///     // taken SIGUSR1 (its disposition was the default), so it becomes a
+///     // note instead of ending the process.
+///     unsafe { libc::raise(libc::SIGUSR1) };
 ///     let note = c.recv().unwrap();
+///     assert_eq!(note, "sys: usr1");
 ///     println!("got {note}; cleaning up");
 /// })
 /// ```

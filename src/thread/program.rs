@@ -241,10 +241,12 @@ pub fn run<F: FnOnce() + 'static>(f: F) -> Result<(), String> {
 /// status is empty, else the status is printed on stderr and the exit code
 /// is 1.
 ///
-/// ```no_run
+/// ```
 /// thread9::threadmain(|args| {
+///     // The process's arguments, its path first.
+///     assert_eq!(args, std::env::args().collect::<Vec<_>>());
 ///     println!("{} arguments", args.len());
-/// })
+/// }) // exits 0 here: the final status is empty
 /// ```
 pub fn threadmain<F: FnOnce(Vec<String>) + 'static>(f: F) -> ! {
     let args: Vec<String> = std::env::args().collect();

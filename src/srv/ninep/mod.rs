@@ -26,24 +26,39 @@
 //! name the same file. [`Client::open`] gives a [`File`]; clunking it
 //! (explicitly or by dropping it) tells the server it is closed.
 //!
-//! ```no_run
+//! ```
 //! use thread9::ninep::Client;
 //! use thread9::srv::fcall::OREAD;
 //!
-//! let fs = Client::mount("ramfile")?; // the socket $NAMESPACE/ramfile
-//! let f = fs.open("data", OREAD)?;
+//! # thread9::run(|| {
+//! # let srv = thread9::Srv::new();
+//! # let data = srv.file2chan("data").unwrap();
+//! # thread9::threadcreate(move || loop {
+//! #     if let (off, _, _, Some(rc)) = data.read.recv().unwrap() {
+//! #         let _ = rc.send(Ok(b"hello, world\n"[(off as usize).min(13)..].to_vec()));
+//! #     }
+//! # }, 0);
+//! # let name = format!("ramfile-{}", std::process::id());
+//! # srv.post(&name).unwrap();
+//! // A server posted as `name` (ramfile-<pid>) serves one file, "data",
+//! // which reads as "hello, world\n".
+//! let fs = Client::mount(&name).unwrap(); // the socket $NAMESPACE/ramfile-<pid>
+//! let f = fs.open("data", OREAD).unwrap();
+//! let mut text = Vec::new();
 //! let mut buf = vec![0; 8192];
 //! loop {
-//!     let n = f.read(&mut buf)?; // 0 at end of file
+//!     let n = f.read(&mut buf).unwrap(); // 0 at end of file
 //!     if n == 0 {
 //!         break;
 //!     }
-//!     print!("{}", String::from_utf8_lossy(&buf[..n]));
+//!     text.extend_from_slice(&buf[..n]);
 //! }
-//! for d in fs.read_dir("/")? {
-//!     println!("{} {}", d.name, d.length);
-//! }
-//! # Ok::<(), std::io::Error>(())
+//! assert_eq!(text, b"hello, world\n");
+//! let names: Vec<String> = fs.read_dir("/").unwrap().into_iter().map(|d| d.name).collect();
+//! assert_eq!(names, ["data"]);
+//! # drop(srv); // removes the posted socket
+//! # thread9::threadexitsall(""); // the file's thread serves forever
+//! # }).unwrap();
 //! ```
 //!
 //! # Threads
@@ -117,13 +132,22 @@ const ROOT_FID: u32 = 0;
 /// through it are gone. See the [module documentation](self) for how
 /// requests from many threads share it.
 ///
-/// ```no_run
+/// ```
 /// use thread9::ninep::Client;
+/// use thread9::srv::fcall::IOHDRSZ;
 ///
-/// let fs = Client::mount("tcp!localhost!564")?;
-/// let d = fs.stat("lib/profile")?;
-/// println!("{} is {} bytes, msize {}", d.name, d.length, fs.msize());
-/// # Ok::<(), std::io::Error>(())
+/// # thread9::run(|| {
+/// # let srv = thread9::Srv::new();
+/// # let _profile = srv.file2chan("profile").unwrap();
+/// # srv.announce("tcp!127.0.0.1!0").unwrap();
+/// # let addr = srv.addrs()[0].clone();
+/// // `addr` is a server's dial string, tcp!127.0.0.1!<port>.
+/// let fs = Client::mount(&addr).unwrap();
+/// let d = fs.stat("profile").unwrap();
+/// assert_eq!(d.name, "profile");
+/// assert_eq!(d.length, 0); // a file2chan file has no length of its own
+/// assert!(fs.msize() > IOHDRSZ); // room for data in every message
+/// # }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct Client {
@@ -143,16 +167,27 @@ pub struct Client {
 /// Dropping a `File` clunks it without waiting for the server's answer;
 /// [`clunk`](File::clunk) waits and reports the server's error.
 ///
-/// ```no_run
+/// ```
 /// use std::io::{BufRead, BufReader};
-/// use thread9::ninep::Client;
 /// use thread9::srv::fcall::OREAD;
 ///
-/// let fs = Client::mount("ramfile")?;
-/// for line in BufReader::new(fs.open("log", OREAD)?).lines() {
-///     println!("{}", line?);
-/// }
-/// # Ok::<(), std::io::Error>(())
+/// # use thread9::srv::{Srv, ninep::Client};
+/// # thread9::run(|| {
+/// # let srv = Srv::new();
+/// # let log = srv.file2chan("log").unwrap();
+/// # thread9::threadcreate(move || loop {
+/// #     if let (off, _, _, Some(rc)) = log.read.recv().unwrap() {
+/// #         let _ = rc.send(Ok(b"started\nstopped\n"[(off as usize).min(16)..].to_vec()));
+/// #     }
+/// # }, 0);
+/// # srv.announce("tcp!127.0.0.1!0").unwrap();
+/// # let fs = Client::mount(&srv.addrs()[0]).unwrap();
+/// // "log" reads as "started\nstopped\n". A File is a std::io::Read.
+/// let lines = BufReader::new(fs.open("log", OREAD).unwrap()).lines();
+/// let lines: Vec<String> = lines.collect::<Result<_, _>>().unwrap();
+/// assert_eq!(lines, ["started", "stopped"]);
+/// # thread9::threadexitsall("");
+/// # }).unwrap();
 /// ```
 pub struct File {
     conn: Arc<Conn>,
@@ -891,13 +926,25 @@ impl Client {
     /// [`threadint`](crate::threadint) ends the wait with
     /// [`ErrorKind::Interrupted`]).
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
+    /// ```
+    /// use thread9::srv::{Srv, ninep::Client};
     ///
-    /// let posted = Client::mount("ramfile")?; // $NAMESPACE/ramfile
-    /// let other = Client::mount("unix!/tmp/ns.glenda.:0/factotum")?;
-    /// let remote = Client::mount("tcp!fs.example.com!9fs")?;
-    /// # Ok::<(), std::io::Error>(())
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let _f = srv.file2chan("status").unwrap();
+    ///     // The pid keeps the name apart from other runs of this example.
+    ///     let name = format!("ramfile-{}", std::process::id());
+    ///     let posted = srv.post(&name).unwrap(); // $NAMESPACE/ramfile-<pid>
+    ///     srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     let tcp = srv.addrs()[1].clone(); // tcp!127.0.0.1!<port>
+    ///     // Three ways to the same directory.
+    ///     for addr in [name, format!("unix!{}", posted.display()), tcp] {
+    ///         let fs = Client::mount(&addr).unwrap();
+    ///         assert_eq!(fs.read_dir("/").unwrap()[0].name, "status");
+    ///     }
+    ///     drop(srv); // stops serving and removes the posted socket
+    ///     assert!(!posted.exists());
+    /// }).unwrap();
     /// ```
     pub fn mount(addr: &str) -> io::Result<Client> {
         let a = addr.to_string();
@@ -910,13 +957,19 @@ impl Client {
     /// negotiates the message size and attaches to the server's root as
     /// `$USER`. The client owns the socket from here on.
     ///
-    /// ```no_run
+    /// ```
     /// use std::os::unix::net::UnixStream;
-    /// use thread9::ninep::Client;
+    /// use thread9::srv::{Srv, ninep::Client};
     ///
-    /// let s = UnixStream::connect("/tmp/ns.glenda.:0/ramfile")?;
-    /// let fs = Client::mount_fd(s)?;
-    /// # Ok::<(), std::io::Error>(())
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let _f = srv.file2chan("status").unwrap();
+    ///     let path = srv.post(&format!("mount-fd-{}", std::process::id())).unwrap();
+    ///     // A socket connected by other means than a dial string.
+    ///     let s = UnixStream::connect(&path).unwrap();
+    ///     let fs = Client::mount_fd(s).unwrap();
+    ///     assert_eq!(fs.read_dir("/").unwrap()[0].name, "status");
+    /// }).unwrap();
     /// ```
     pub fn mount_fd(fd: impl Into<OwnedFd>) -> io::Result<Client> {
         let fd: OwnedFd = fd.into();
@@ -1052,16 +1105,39 @@ impl Client {
     /// [`ErrorKind::NotFound`] `'<name>' file does not exist` when the
     /// server stops the walk part way.
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
-    /// use thread9::srv::fcall::ORDWR;
+    /// ```
+    /// use thread9::srv::fcall::{OREAD, ORDWR};
     ///
-    /// let fs = Client::mount("ramfile")?;
-    /// let f = fs.open("/data", ORDWR)?;
-    /// f.write(b"hello")?;
+    /// # use thread9::srv::{Srv, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let data = srv.file2chan("data").unwrap();
+    /// # thread9::threadcreate(move || {
+    /// #     let mut saved = Vec::new();
+    /// #     loop {
+    /// #         thread9::alt! {
+    /// #             recv(data.write) -> w => if let (_, d, _, Some(wc)) = w.unwrap() {
+    /// #                 let _ = wc.send(Ok(d.len()));
+    /// #                 saved = d;
+    /// #             },
+    /// #             recv(data.read) -> r => if let (off, _, _, Some(rc)) = r.unwrap() {
+    /// #                 let _ = rc.send(Ok(saved[(off as usize).min(saved.len())..].to_vec()));
+    /// #             },
+    /// #         }
+    /// #     }
+    /// # }, 0);
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let fs = Client::mount(&srv.addrs()[0]).unwrap();
+    /// // "data" reads back what was last written to it.
+    /// let f = fs.open("/data", ORDWR).unwrap();
+    /// f.write(b"hello").unwrap();
     /// let mut buf = [0; 5];
-    /// assert_eq!(f.pread(&mut buf, 0)?, 5);
-    /// # Ok::<(), std::io::Error>(())
+    /// assert_eq!(f.pread(&mut buf, 0).unwrap(), 5);
+    /// assert_eq!(&buf, b"hello");
+    /// let e = fs.open("nonesuch", OREAD).unwrap_err();
+    /// assert_eq!(e.to_string(), "file does not exist"); // the server's error
+    /// # thread9::threadexitsall("");
+    /// # }).unwrap();
     /// ```
     pub fn open(&self, path: &str, mode: u8) -> io::Result<File> {
         let fid = self.conn.walk(path)?;
@@ -1086,14 +1162,20 @@ impl Client {
 
     /// The directory entry of the file at `path`, without opening it.
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
+    /// ```
     /// use thread9::srv::fcall::DMDIR;
     ///
-    /// let fs = Client::mount("ramfile")?;
-    /// let d = fs.stat("/")?;
+    /// # use thread9::srv::{Srv, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let _log = srv.file2chan("log").unwrap();
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let fs = Client::mount(&srv.addrs()[0]).unwrap();
+    /// let d = fs.stat("/").unwrap();
     /// assert!(d.mode & DMDIR != 0);
-    /// # Ok::<(), std::io::Error>(())
+    /// // No thread serves "log": stat does not open it, so no request waits.
+    /// assert_eq!(fs.stat("log").unwrap().mode & DMDIR, 0);
+    /// # }).unwrap();
     /// ```
     pub fn stat(&self, path: &str) -> io::Result<Dir> {
         let fid = self.conn.walk(path)?;
@@ -1108,14 +1190,21 @@ impl Client {
     /// The entries of the directory at `path`: opens it, reads it to the
     /// end and clunks it.
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
-    ///
-    /// let fs = Client::mount("ramfile")?;
-    /// for d in fs.read_dir("/")? {
-    ///     println!("{d}");
+    /// ```
+    /// # use thread9::srv::{Srv, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let (_log, _ctl) = (srv.file2chan("log").unwrap(), srv.file2chan("ctl").unwrap());
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let fs = Client::mount(&srv.addrs()[0]).unwrap();
+    /// // The server has two files, "log" and then "ctl".
+    /// let dirs = fs.read_dir("/").unwrap();
+    /// for d in &dirs {
+    ///     println!("{d}"); // Plan 9's dirfmt: name, owners, qid, mode, times, ...
     /// }
-    /// # Ok::<(), std::io::Error>(())
+    /// let names: Vec<&str> = dirs.iter().map(|d| d.name.as_str()).collect();
+    /// assert_eq!(names, ["log", "ctl"]);
+    /// # }).unwrap();
     /// ```
     pub fn read_dir(&self, path: &str) -> io::Result<Vec<Dir>> {
         let f = self.open(path, OREAD)?;
@@ -1142,15 +1231,27 @@ impl File {
     /// nothing). A short read is not an error: a server answers with what
     /// it has.
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
-    /// use thread9::srv::fcall::OREAD;
-    ///
-    /// let f = Client::mount("ramfile")?.open("data", OREAD)?;
+    /// ```
+    /// # use thread9::srv::{Srv, fcall::*, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let greeting = srv.file2chan("greeting").unwrap();
+    /// # thread9::threadcreate(move || loop {
+    /// #     if let (off, _, _, Some(rc)) = greeting.read.recv().unwrap() {
+    /// #         let _ = rc.send(Ok(b"hello, world"[(off as usize).min(12)..].to_vec()));
+    /// #     }
+    /// # }, 0);
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    /// // "greeting" reads as "hello, world".
+    /// let f = c.open("greeting", OREAD).unwrap();
     /// let mut buf = [0; 100];
-    /// let n = f.read(&mut buf)?;
+    /// let n = f.read(&mut buf).unwrap();
+    /// assert_eq!(&buf[..n], b"hello, world"); // all there was: a short read
     /// assert_eq!(f.offset(), n as u64);
-    /// # Ok::<(), std::io::Error>(())
+    /// assert_eq!(f.read(&mut buf).unwrap(), 0); // end of file
+    /// # thread9::threadexitsall("");
+    /// # }).unwrap();
     /// ```
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.pread(buf, self.offset.load(Ordering::Relaxed))?;
@@ -1221,14 +1322,30 @@ impl File {
     /// sends one empty `Twrite` (a message in itself to some servers, such
     /// as file2chan's).
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
-    /// use thread9::srv::fcall::OWRITE;
+    /// ```
+    /// use thread9::srv::{Srv, fcall::OWRITE, ninep::Client};
     ///
-    /// let f = Client::mount("ramfile")?.open("data", OWRITE)?;
-    /// assert_eq!(f.write(b"hello, ")?, 7);
-    /// assert_eq!(f.write(b"world")?, 5); // after the first
-    /// # Ok::<(), std::io::Error>(())
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let data = srv.file2chan("data").unwrap();
+    ///     let writes = thread9::Chan::new(2);
+    ///     let w = writes.clone();
+    ///     thread9::threadcreate(move || loop {
+    ///         if let (off, bytes, _, Some(wc)) = data.write.recv().unwrap() {
+    ///             let _ = wc.send(Ok(bytes.len()));
+    ///             w.send((off, bytes)).unwrap();
+    ///         }
+    ///     }, 0);
+    ///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    ///     let f = c.open("data", OWRITE).unwrap();
+    ///     assert_eq!(f.write(b"hello, ").unwrap(), 7);
+    ///     assert_eq!(f.write(b"world").unwrap(), 5);
+    ///     // What the server was told: the second write lands after the first.
+    ///     assert_eq!(writes.recv().unwrap(), (0, b"hello, ".to_vec()));
+    ///     assert_eq!(writes.recv().unwrap(), (7, b"world".to_vec()));
+    ///     thread9::threadexitsall("");
+    /// }).unwrap();
     /// ```
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.write_from(buf, None)
@@ -1333,13 +1450,23 @@ impl File {
     /// (all of them, on a fresh `File`), read in as few messages as the
     /// server allows. The offset ends at the end of the directory.
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
+    /// ```
     /// use thread9::srv::fcall::OREAD;
     ///
-    /// let dir = Client::mount("ramfile")?.open("/", OREAD)?;
-    /// let names: Vec<String> = dir.read_dir()?.into_iter().map(|d| d.name).collect();
-    /// # Ok::<(), std::io::Error>(())
+    /// # use thread9::srv::{Srv, ninep::Client};
+    /// # thread9::run(|| {
+    /// # let srv = Srv::new();
+    /// # let (_log, _ctl) = (srv.file2chan("log").unwrap(), srv.file2chan("ctl").unwrap());
+    /// # srv.announce("tcp!127.0.0.1!0").unwrap();
+    /// # let fs = Client::mount(&srv.addrs()[0]).unwrap();
+    /// // The server has two files, "log" and then "ctl".
+    /// let dir = fs.open("/", OREAD).unwrap();
+    /// let names: Vec<String> = dir.read_dir().unwrap().into_iter().map(|d| d.name).collect();
+    /// assert_eq!(names, ["log", "ctl"]);
+    /// assert!(dir.read_dir().unwrap().is_empty()); // the offset is at the end
+    /// dir.set_offset(0);
+    /// assert_eq!(dir.read_dir().unwrap().len(), 2);
+    /// # }).unwrap();
     /// ```
     pub fn read_dir(&self) -> io::Result<Vec<Dir>> {
         let mut dirs = Vec::new();
@@ -1464,14 +1591,33 @@ impl File {
     /// Clunks the file, waiting for the server's answer, and reports the
     /// server's error if it has one (the fid is gone either way).
     ///
-    /// ```no_run
-    /// use thread9::ninep::Client;
-    /// use thread9::srv::fcall::OWRITE;
+    /// ```
+    /// use thread9::srv::{Srv, fcall::OWRITE, ninep::Client};
     ///
-    /// let f = Client::mount("ramfile")?.open("ctl", OWRITE)?;
-    /// f.write(b"halt")?;
-    /// f.clunk()?; // the server has seen the close
-    /// # Ok::<(), std::io::Error>(())
+    /// thread9::run(|| {
+    ///     let srv = Srv::new();
+    ///     let ctl = srv.file2chan("ctl").unwrap();
+    ///     let seen = thread9::Chan::new(2);
+    ///     let s = seen.clone();
+    ///     thread9::threadcreate(move || loop {
+    ///         match ctl.write.recv().unwrap() {
+    ///             (_, cmd, _, Some(wc)) => {
+    ///                 let _ = wc.send(Ok(cmd.len()));
+    ///                 s.send(String::from_utf8(cmd).unwrap()).unwrap();
+    ///             }
+    ///             // No reply channel: a client closed the file.
+    ///             (_, _, _, None) => s.send("close".to_string()).unwrap(),
+    ///         }
+    ///     }, 0);
+    ///     # srv.announce("tcp!127.0.0.1!0").unwrap();
+    ///     # let c = Client::mount(&srv.addrs()[0]).unwrap();
+    ///     let f = c.open("ctl", OWRITE).unwrap();
+    ///     f.write(b"halt").unwrap();
+    ///     f.clunk().unwrap(); // the server has seen the close, and said so
+    ///     assert_eq!(seen.recv().unwrap(), "halt");
+    ///     assert_eq!(seen.recv().unwrap(), "close"); // passed on to the file's thread
+    ///     thread9::threadexitsall("");
+    /// }).unwrap();
     /// ```
     pub fn clunk(mut self) -> io::Result<()> {
         let fid = std::mem::replace(&mut self.fid, NOFID);
