@@ -59,12 +59,14 @@ fn pingpong_thread(n: u64) -> Duration {
             0,
         );
         let t = Instant::now();
+        let mut sum = 0;
         for i in 0..n {
             a.send(i).unwrap();
-            b.recv().unwrap();
+            sum += b.recv().unwrap();
         }
         let result = t.elapsed();
         a.close();
+        assert_eq!(sum, n * n.saturating_sub(1) / 2, "every value came back");
         result
     })
 }
@@ -125,15 +127,19 @@ fn alt_pingpong(n: u64) -> Duration {
             0,
         );
         let t = Instant::now();
+        let mut sum = 0;
         for i in 0..n {
             a.send(i).unwrap();
             let (mut x, mut y) = (None, None);
             let mut alt = Alt::new();
             alt.recv(&b, &mut x).recv(&quiet, &mut y);
-            alt.alt().unwrap();
+            assert_eq!(alt.alt(), Ok(0));
+            drop(alt);
+            sum += x.unwrap();
         }
         let result = t.elapsed();
         a.close();
+        assert_eq!(sum, n * n.saturating_sub(1) / 2, "every value came back");
         result
     })
 }
@@ -154,12 +160,14 @@ fn pingpong_proc(n: u64) -> Duration {
         a.send(0).unwrap();
         b.recv().unwrap();
         let t = Instant::now();
+        let mut sum = 0;
         for i in 0..n {
             a.send(i).unwrap();
-            b.recv().unwrap();
+            sum += b.recv().unwrap();
         }
         let result = t.elapsed();
         a.close();
+        assert_eq!(sum, n * n.saturating_sub(1) / 2, "every value came back");
         result
     })
 }
@@ -190,11 +198,16 @@ fn spawn(n: u64) -> Duration {
 }
 
 /// The tprimes sieve, counting instead of printing. Stops at the `count`th
-/// prime or at the first prime above `max`, whichever comes first.
+/// prime or at the first prime above `max`, whichever comes first, and
+/// checks that prime against a plain sieve: a fast wrong answer must not
+/// pass for a figure.
 fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
     fn filter(procs: bool, nbuf: usize, count: u64, max: u64, seen: u64, input: Chan<u64>) {
         let p = input.recv().unwrap();
         if seen + 1 >= count || p > max {
+            LAST.store(p, Ordering::Relaxed);
             threadexitsall("");
         }
         let next = Chan::new(nbuf);
@@ -222,7 +235,28 @@ fn sieve(procs: bool, nbuf: usize, count: u64, max: u64) -> Duration {
         }
     })
     .unwrap();
-    t.elapsed()
+    let took = t.elapsed();
+    assert_eq!(LAST.load(Ordering::Relaxed), last_prime(count, max));
+    took
+}
+
+/// The prime [`sieve`] must stop at, found by trial division.
+fn last_prime(count: u64, max: u64) -> u64 {
+    let mut primes: Vec<u64> = Vec::new();
+    let mut n = 2;
+    loop {
+        if primes
+            .iter()
+            .take_while(|&&p| p * p <= n)
+            .all(|&p| n % p != 0)
+        {
+            primes.push(n);
+            if primes.len() as u64 >= count || n > max {
+                return n;
+            }
+        }
+        n += 1;
+    }
 }
 
 /// Diagnostic: what the kernel charges to hand a core from one OS thread
