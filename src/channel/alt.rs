@@ -20,7 +20,7 @@ use std::ptr;
 use super::chan::{Chan, Inner, Waits};
 use super::error::AltError;
 use crate::thread::wait::{Block, Me, Outcome, Waiter};
-use crate::thread::waitq::{Entry, Header, Held};
+use crate::thread::waitq::{Entry, Header};
 use crate::util::rng;
 
 /// What an alt needs of a channel, with its element type erased.
@@ -132,23 +132,6 @@ impl<'a> AltEntry<'a> {
                 .expect("live entries have a channel")
                 .try_op(self.send, self.slot)
         }
-    }
-}
-
-/// Enters the channel whose header is `hdr`, noting an outsider's first
-/// touch, as [`Inner::lock`] does.
-///
-/// # Safety
-/// `hdr` is an entry's (see [`AltEntry::new`]), of a channel still alive.
-#[inline(always)]
-unsafe fn enter(hdr: *const Header, me: Me) -> Held {
-    // SAFETY: per the contract; marking needs the lock, just taken.
-    unsafe {
-        let h = (*hdr).enter(me);
-        if h.shared_now {
-            (*Waits::of(hdr)).mark_shared();
-        }
-        h
     }
 }
 
@@ -483,7 +466,7 @@ impl<'a> Alt<'a> {
             // SAFETY: the header lives as long as the channel, which the
             // alt borrows; entered around the calls that need the lock.
             unsafe {
-                let h = enter(e.hdr, me);
+                let h = Waits::enter(e.hdr, me);
                 let r = e.try_op();
                 if let Some(st) = settle(r, i, &mut self.last, &me, || (*e.hdr).leave(h)) {
                     return st;
@@ -511,7 +494,7 @@ impl<'a> Alt<'a> {
             if e.hdr != last {
                 // SAFETY: the header lives as long as the channel, which
                 // the alt borrows; left by `leave_all`.
-                let _ = unsafe { enter(e.hdr, me) };
+                let _ = unsafe { Waits::enter(e.hdr, me) };
                 last = e.hdr;
             }
         }

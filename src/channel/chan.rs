@@ -132,11 +132,30 @@ impl Waits {
         self.closed || !q.is_empty()
     }
 
-    pub(crate) fn mark_shared(&self) {
+    fn mark_shared(&self) {
         // SAFETY: lock held.
         unsafe {
             mark_blocked_shared(&self.sendq);
             mark_blocked_shared(&self.recvq);
+        }
+    }
+
+    /// Enters the channel whose header is `hdr`, noting an outsider's
+    /// first touch: the one way in for [`Inner::lock`] and for an alt,
+    /// which holds only headers.
+    ///
+    /// # Safety
+    /// `hdr` points to the header of a live `Inner<T>`, derived from the
+    /// whole record (see [`Waits::of`]).
+    #[inline(always)]
+    pub(crate) unsafe fn enter(hdr: *const Header, me: Me) -> Held {
+        // SAFETY: per the contract; marking needs the lock, just taken.
+        unsafe {
+            let h = (*hdr).enter(me);
+            if h.shared_now {
+                (*Waits::of(hdr)).mark_shared();
+            }
+            h
         }
     }
 }
@@ -345,12 +364,9 @@ impl<T> Inner<T> {
     /// touch.
     #[inline(always)]
     pub(crate) fn lock(&self, me: &Me) -> Locked<'_, T> {
-        let held = self.hdr.enter(*me);
-        let g = Locked { inner: self, held };
-        if held.shared_now {
-            g.w.mark_shared();
-        }
-        g
+        // SAFETY: `self` is alive, and the pointer is to the whole record.
+        let held = unsafe { Waits::enter(ptr::from_ref(self).cast(), *me) };
+        Locked { inner: self, held }
     }
 
     /// The state, for a caller that holds the lock by other means (alt).
