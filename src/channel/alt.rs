@@ -483,11 +483,7 @@ impl<'a> Alt<'a> {
         w.set_live(es, perm);
         // Borrows only the fields `live` reads, so that the ones written
         // before parking stay free.
-        let live: &[usize] = if n <= INLINE {
-            &w.live[..n]
-        } else {
-            &w.more_live
-        };
+        let live = AltWait::live_in(n, &w.live, &w.more_live);
         let mut last = ptr::null();
         for &i in live {
             let e = entry(i);
@@ -641,11 +637,14 @@ impl AltWait {
     }
 
     fn live(&self) -> &[usize] {
-        if self.n <= INLINE {
-            &self.live[..self.n]
-        } else {
-            &self.more_live
-        }
+        AltWait::live_in(self.n, &self.live, &self.more_live)
+    }
+
+    /// [`live`](AltWait::live) from the fields alone, so that the others
+    /// can be borrowed meanwhile.
+    #[inline(always)]
+    fn live_in<'w>(n: usize, live: &'w [usize; INLINE], more: &'w [usize]) -> &'w [usize] {
+        if n <= INLINE { &live[..n] } else { more }
     }
 
     /// Room for `n` queue entries that stays put until the alt returns.
