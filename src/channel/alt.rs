@@ -96,8 +96,28 @@ struct AltEntry<'a> {
     /// [`Waits::of`]).
     hdr: *const Header,
     slot: *mut (),
+    /// Moves the value between two slots of the channel's type (see
+    /// [`move_value`]): all an unbuffered channel's operation needs of the
+    /// type, so that it is done without a virtual call.
+    mover: unsafe fn(*mut (), *mut ()),
     send: bool,
     unbuffered: bool,
+}
+
+/// Moves the value in slot `from` (a sender's) into the empty slot `to`
+/// (a receiver's).
+///
+/// # Safety
+/// Both point to `Option<T>`s; `to` holds none.
+unsafe fn move_value<T>(from: *mut (), to: *mut ()) {
+    // SAFETY: per the contract; `to` is empty, so nothing is overwritten
+    // that needed dropping.
+    unsafe {
+        let v = (*from.cast::<Option<T>>())
+            .take()
+            .expect("thread9: a sender's slot holds a value");
+        ptr::write(to.cast::<Option<T>>(), Some(v));
+    }
 }
 
 impl<'a> AltEntry<'a> {
@@ -109,24 +129,43 @@ impl<'a> AltEntry<'a> {
             // reaches past the header.
             hdr: ptr::from_ref::<Inner<T>>(&c.inner).cast(),
             slot: (slot as *mut Option<T>).cast(),
+            mover: move_value::<T>,
             send,
             unbuffered: c.inner.cap() == 0,
         }
     }
 
-    /// Performs the entry if it is ready (see [`Port::try_op`]); an
-    /// unbuffered channel that is open and has no partner queued cannot
-    /// be, which is decided without a virtual call.
+    /// Performs the entry if it is ready (see [`Port::try_op`]). On an
+    /// unbuffered channel that is a move between this slot and a queued
+    /// partner's, done here without a virtual call.
     ///
     /// # Safety
     /// The entry's channel is entered; its slot is typed, empty for a
     /// receive.
     #[inline(always)]
     unsafe fn try_op(&self) -> Ready {
-        // SAFETY: per the contract.
+        // SAFETY: per the contract; a claimed partner is parked, its slot
+        // full if it sends and empty if it receives (and ours the other
+        // way round).
         unsafe {
-            if self.unbuffered && !(*Waits::of(self.hdr)).unbuffered_may_be_ready(self.send) {
-                return Ready::No;
+            if self.unbuffered {
+                let w = &mut *Waits::of(self.hdr);
+                if w.closed {
+                    // Close released every partner: none is queued.
+                    return Ready::Closed;
+                }
+                return match w.claim_partner(self.send) {
+                    Some(e) => {
+                        let (from, to) = if self.send {
+                            (self.slot, (*e).slot)
+                        } else {
+                            ((*e).slot, self.slot)
+                        };
+                        (self.mover)(from, to);
+                        Ready::Done(Some((*e).waiter))
+                    }
+                    None => Ready::No,
+                };
             }
             self.port
                 .expect("live entries have a channel")
@@ -164,6 +203,7 @@ const NOP: AltEntry<'static> = AltEntry {
     port: None,
     hdr: ptr::null(),
     slot: ptr::null_mut(),
+    mover: move_value::<()>,
     send: false,
     unbuffered: false,
 };

@@ -74,8 +74,9 @@ const _: () = {
 };
 
 /// The part of a channel's state that does not depend on its element
-/// type: an alt queues and dequeues on any channel through it, and sees
-/// which unbuffered channels cannot be ready, without a virtual call.
+/// type: an alt queues and dequeues on any channel through it, and
+/// claims the partner of an unbuffered channel's operation, without a
+/// virtual call.
 pub(crate) struct Waits {
     pub(crate) closed: bool,
     sendq: WaitQueue,
@@ -122,14 +123,20 @@ impl Waits {
         unsafe { self.queue(send).remove(e) }
     }
 
-    /// Whether a send (or a receive) on an unbuffered channel might be
-    /// done now: the channel is closed, or a partner is queued (who may
-    /// have been claimed elsewhere meanwhile). False means it cannot be.
+    /// Claims the oldest queued partner of a send (or of a receive) that
+    /// still waits, taking it off the queue.
+    ///
+    /// # Safety
     /// Lock held.
     #[inline(always)]
-    pub(crate) fn unbuffered_may_be_ready(&self, send: bool) -> bool {
-        let q = if send { &self.recvq } else { &self.sendq };
-        self.closed || !q.is_empty()
+    pub(crate) unsafe fn claim_partner(&mut self, send: bool) -> Option<*mut Entry> {
+        let q = if send {
+            &mut self.recvq
+        } else {
+            &mut self.sendq
+        };
+        // SAFETY: lock held per the contract.
+        unsafe { q.claim_first(done) }
     }
 
     fn mark_shared(&self) {

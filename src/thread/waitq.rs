@@ -79,11 +79,6 @@ impl WaitQueue {
         }
     }
 
-    #[inline(always)]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_null()
-    }
-
     /// # Safety
     /// Lock held; `e` is unlinked and stays put until removed.
     #[inline]
