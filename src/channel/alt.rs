@@ -455,14 +455,18 @@ impl<'a> Alt<'a> {
         // Check the slots and put the live entries in a random order, in
         // one pass (an inside-out shuffle): the first ready entry in that
         // order is a uniform pick among the ready ones.
-        let mut small = [0usize; INLINE];
-        let mut heap = Vec::new();
+        // Neither array is initialised beyond what the shuffle writes: at
+        // one word per entry, that is most of an alt's setup.
+        let mut small = [MaybeUninit::<usize>::uninit(); INLINE];
+        let mut heap: Vec<MaybeUninit<usize>>;
         let order = if es.len() <= INLINE {
             &mut small[..]
         } else {
-            heap.resize(es.len(), 0);
+            heap = Vec::with_capacity(es.len());
+            heap.resize(es.len(), MaybeUninit::uninit());
             &mut heap[..]
         };
+        let o = order.as_mut_ptr();
         let mut n = 0;
         for (i, e) in es.iter().enumerate() {
             let Some(p) = e.port else { continue };
@@ -479,11 +483,17 @@ impl<'a> Alt<'a> {
                 }
             }
             let j = if n == 0 { 0 } else { rng::below(n + 1) };
-            order[n] = order[j];
-            order[j] = i;
+            // SAFETY: j <= n < es.len() = order.len(); `ptr::swap` allows
+            // j == n.
+            unsafe {
+                (*o.add(n)).write(i);
+                ptr::swap(o.add(j), o.add(n));
+            }
             n += 1;
         }
-        let perm = &order[..n];
+        // SAFETY: the first n were written above; MaybeUninit<usize> has
+        // usize's layout.
+        let perm = unsafe { std::slice::from_raw_parts(o.cast::<usize>().cast_const(), n) };
         if n == 0 {
             if !block {
                 return pack(Err(AltError::WouldBlock));
@@ -521,9 +531,12 @@ impl<'a> Alt<'a> {
         // entry may have become ready after it was tried, and the alt must
         // not wait (or give up, for `nbalt`) while one is.
         w.set_live(es, perm);
+        // Where the queue entries go if the alt waits (they must not move
+        // while queued); a pointer, taken before `live` borrows `w`.
+        let wp = w.entries(n);
         // Borrows only the fields `live` reads, so that the ones written
         // before parking stay free.
-        let live = AltWait::live_in(n, &w.live, &w.more_live);
+        let live = AltWait::live_in(n, &w.live, &w.spill);
         let mut last = ptr::null();
         for &i in live {
             let e = entry(i);
@@ -557,8 +570,6 @@ impl<'a> Alt<'a> {
             return pack(Err(AltError::WouldBlock));
         }
 
-        // Where the queue entries go (they must not move while queued).
-        let wp = AltWait::entries(&mut w.waits, &mut w.more_waits, n);
         w.waiter = me.waiter_ptr();
         // Queue on every channel; the caller parks. Entries all on one
         // channel are claimed under its lock alone; entries on several, by
@@ -595,8 +606,7 @@ impl<'a> Alt<'a> {
             Outcome::Done(i) => Some(i),
             _ => None,
         };
-        let n = w.n;
-        let wp = AltWait::entries(&mut w.waits, &mut w.more_waits, n);
+        let wp = w.entries(w.n);
         for (k, &i) in w.live().iter().enumerate() {
             if Some(i) == won {
                 continue; // the partner took this one off its queue
@@ -624,16 +634,25 @@ impl<'a> Alt<'a> {
     }
 }
 
-/// An alt's wait state, in the frame of the (inlined) `alt` call.
+/// An alt's wait state, in the frame of the (inlined) `alt` call. Only
+/// `n`, `spill` and `waiter` are set up front (an alt that does not wait
+/// needs nothing else); the rest is written as it is needed.
 struct AltWait {
-    /// How many entries have a channel, and their indexes.
+    /// How many entries have a channel, and (when at most INLINE, the
+    /// first `n` of `live`) their indexes in lock order.
     n: usize,
-    live: [usize; INLINE],
-    more_live: Vec<usize>,
+    live: [MaybeUninit<usize>; INLINE],
     /// Queue entries, written only when the alt waits.
     waits: [MaybeUninit<Entry>; INLINE],
-    more_waits: Vec<MaybeUninit<Entry>>,
+    /// Room for alts of more than INLINE live entries.
+    spill: Option<Box<Spill>>,
     waiter: *const Waiter,
+}
+
+#[derive(Default)]
+struct Spill {
+    live: Vec<usize>,
+    waits: Vec<MaybeUninit<Entry>>,
 }
 
 impl AltWait {
@@ -641,10 +660,9 @@ impl AltWait {
     fn new() -> AltWait {
         AltWait {
             n: 0,
-            live: [0; INLINE],
-            more_live: Vec::new(),
+            live: [MaybeUninit::uninit(); INLINE],
             waits: [const { MaybeUninit::uninit() }; INLINE],
-            more_waits: Vec::new(),
+            spill: None,
             waiter: ptr::null(),
         }
     }
@@ -657,12 +675,18 @@ impl AltWait {
         let n = perm.len();
         self.n = n;
         let live = if n <= INLINE {
-            &mut self.live[..n]
+            for (d, &i) in self.live.iter_mut().zip(perm) {
+                d.write(i);
+            }
+            // SAFETY: the first n were just written; MaybeUninit<usize>
+            // has usize's layout.
+            unsafe { std::slice::from_raw_parts_mut(self.live.as_mut_ptr().cast::<usize>(), n) }
         } else {
-            self.more_live.resize(n, 0);
-            &mut self.more_live[..]
+            let s = self.spill.get_or_insert_with(Box::default);
+            s.live.clear();
+            s.live.extend_from_slice(perm);
+            &mut s.live[..]
         };
-        live.copy_from_slice(perm);
         // Insertion sort: alts are short.
         let key = |i: usize| (es[i].hdr, i);
         for k in 1..n {
@@ -677,31 +701,36 @@ impl AltWait {
     }
 
     fn live(&self) -> &[usize] {
-        AltWait::live_in(self.n, &self.live, &self.more_live)
+        AltWait::live_in(self.n, &self.live, &self.spill)
     }
 
     /// [`live`](AltWait::live) from the fields alone, so that the others
     /// can be borrowed meanwhile.
     #[inline(always)]
-    fn live_in<'w>(n: usize, live: &'w [usize; INLINE], more: &'w [usize]) -> &'w [usize] {
-        if n <= INLINE { &live[..n] } else { more }
+    fn live_in<'w>(
+        n: usize,
+        live: &'w [MaybeUninit<usize>; INLINE],
+        spill: &'w Option<Box<Spill>>,
+    ) -> &'w [usize] {
+        if n <= INLINE {
+            // SAFETY: `set_live` wrote the first n (`n` is 0 before it
+            // runs); MaybeUninit<usize> has usize's layout.
+            unsafe { std::slice::from_raw_parts(live.as_ptr().cast::<usize>(), n) }
+        } else {
+            &spill.as_ref().expect("set_live spilled the list").live
+        }
     }
 
     /// Room for `n` queue entries that stays put until the alt returns.
-    /// (Takes the fields rather than `self` so that `live` can stay
-    /// borrowed.)
-    fn entries(
-        waits: &mut [MaybeUninit<Entry>; INLINE],
-        more: &mut Vec<MaybeUninit<Entry>>,
-        n: usize,
-    ) -> *mut Entry {
+    fn entries(&mut self, n: usize) -> *mut Entry {
         if n <= INLINE {
-            waits.as_mut_ptr().cast()
+            self.waits.as_mut_ptr().cast()
         } else {
-            if more.len() < n {
-                more.resize_with(n, MaybeUninit::uninit);
+            let s = self.spill.get_or_insert_with(Box::default);
+            if s.waits.len() < n {
+                s.waits.resize_with(n, MaybeUninit::uninit);
             }
-            more.as_mut_ptr().cast()
+            s.waits.as_mut_ptr().cast()
         }
     }
 
