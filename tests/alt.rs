@@ -140,6 +140,33 @@ fn alt_chooses_uniformly_among_ready_entries() {
             let share = c as f64 / trials as f64;
             assert!((share - 1.0 / 3.0).abs() < 0.04, "shares {counts:?}");
         }
+
+        // Uniform among the ready ones, not merely a uniform first try:
+        // with entry 0 never ready, a scheme that tries a random entry
+        // first and then the others in order would give entry 1 two thirds
+        // of the picks (so would a random rotation), not a half.
+        let quiet = Chan::<usize>::new(0);
+        let mut counts = [0usize; 3];
+        for _ in 0..trials {
+            for (i, c) in chans.iter().enumerate().skip(1) {
+                if c.is_empty() {
+                    c.send(i).unwrap();
+                }
+            }
+            let mut slots = [None, None, None];
+            let [s0, s1, s2] = &mut slots;
+            let mut alt = Alt::new();
+            alt.recv(&quiet, s0).recv(&chans[1], s1).recv(&chans[2], s2);
+            let i = alt.alt().unwrap();
+            drop(alt);
+            assert_eq!(slots[i], Some(i));
+            counts[i] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        for c in &counts[1..] {
+            let share = *c as f64 / trials as f64;
+            assert!((share - 0.5).abs() < 0.04, "shares {counts:?}");
+        }
     })
     .unwrap();
 }

@@ -28,9 +28,6 @@ pub(crate) trait Port {
     /// # Safety
     /// `slot` points to an `Option<T>` of this channel's `T`.
     unsafe fn reset_slot(&self, slot: *mut ());
-    /// # Safety
-    /// As for `reset_slot`.
-    unsafe fn slot_full(&self, slot: *mut ()) -> bool;
     /// Performs the operation now if it is ready.
     ///
     /// # Safety
@@ -48,11 +45,6 @@ impl<T> Port for Inner<T> {
     unsafe fn reset_slot(&self, slot: *mut ()) {
         // SAFETY: per the contract.
         unsafe { *slot.cast::<Option<T>>() = None }
-    }
-
-    unsafe fn slot_full(&self, slot: *mut ()) -> bool {
-        // SAFETY: per the contract.
-        unsafe { (*slot.cast::<Option<T>>()).is_some() }
     }
 
     unsafe fn try_op(&self, send: bool, slot: *mut ()) -> Ready {
@@ -281,6 +273,13 @@ pub struct Alt<'a> {
     /// borrowed. So a start empties that one alone, without a virtual call
     /// per entry.
     last: usize,
+    /// The first send entry given an empty slot, if any (else
+    /// `usize::MAX`): an error the next call reports. The alt keeps the
+    /// slots borrowed, so only performing a send (entry `last`) can empty
+    /// one later, and a call checks the slots in constant time.
+    empty_send: usize,
+    /// How many entries are nops.
+    nops: usize,
     _slots: PhantomData<&'a mut ()>,
 }
 
@@ -306,6 +305,8 @@ impl<'a> Alt<'a> {
                 v: Vec::new(),
             },
             last: usize::MAX,
+            empty_send: usize::MAX,
+            nops: 0,
             _slots: PhantomData,
         }
     }
@@ -346,6 +347,9 @@ impl<'a> Alt<'a> {
     /// ```
     #[inline]
     pub fn send<T>(&mut self, c: &'a Chan<T>, slot: &'a mut Option<T>) -> &mut Alt<'a> {
+        if slot.is_none() {
+            self.empty_send = self.empty_send.min(self.entries.n);
+        }
         self.entries.push(AltEntry::new(c, slot, true));
         self
     }
@@ -363,6 +367,7 @@ impl<'a> Alt<'a> {
     /// ```
     #[inline]
     pub fn nop(&mut self) -> &mut Alt<'a> {
+        self.nops += 1;
         self.entries.push(NOP);
         self
     }
@@ -451,49 +456,52 @@ impl<'a> Alt<'a> {
         }
         let es = self.entries.as_slice();
         let last = std::mem::replace(&mut self.last, usize::MAX);
+        let mut spent = usize::MAX;
+        if let Some(e) = es.get(last) {
+            if e.send {
+                // Performed last time: its value is gone.
+                spent = last;
+            } else {
+                // The only receive slot that can hold a value: `recv`
+                // empties slots as they are added.
+                let p = e.port.expect("a performed entry has a channel");
+                // SAFETY: the slot was given with this channel's type.
+                unsafe { p.reset_slot(e.slot) };
+            }
+        }
+        let bad = spent.min(self.empty_send);
+        if bad != usize::MAX {
+            panic!("thread9: alt entry {bad} sends from an empty slot");
+        }
 
-        // Check the slots and put the live entries in a random order, in
-        // one pass (an inside-out shuffle): the first ready entry in that
-        // order is a uniform pick among the ready ones.
-        // Neither array is initialised beyond what the shuffle writes: at
-        // one word per entry, that is most of an alt's setup.
+        // The live entries, to be tried in a random order drawn as they
+        // are tried (a lazy Fisher-Yates shuffle): the first ready one in
+        // a uniformly random order is a uniform pick among the ready
+        // ones, and an alt whose first pick is ready draws no more. The
+        // array is not initialised beyond what is written here.
+        let n = es.len() - self.nops;
         let mut small = [MaybeUninit::<usize>::uninit(); INLINE];
         let mut heap: Vec<MaybeUninit<usize>>;
-        let order = if es.len() <= INLINE {
+        let order = if n <= INLINE {
             &mut small[..]
         } else {
-            heap = Vec::with_capacity(es.len());
-            heap.resize(es.len(), MaybeUninit::uninit());
+            heap = Vec::with_capacity(n);
+            heap.resize(n, MaybeUninit::uninit());
             &mut heap[..]
         };
         let o = order.as_mut_ptr();
-        let mut n = 0;
-        for (i, e) in es.iter().enumerate() {
-            let Some(p) = e.port else { continue };
-            // SAFETY: the slot was given with this channel's element type.
-            unsafe {
-                if !e.send {
-                    // Only the slot the last call filled can hold a value:
-                    // `recv` empties slots as they are added.
-                    if i == last {
-                        p.reset_slot(e.slot);
-                    }
-                } else if !p.slot_full(e.slot) {
-                    panic!("thread9: alt entry {i} sends from an empty slot");
-                }
+        if self.nops == 0 {
+            for k in 0..n {
+                // SAFETY: k < n = order.len().
+                unsafe { (*o.add(k)).write(k) };
             }
-            let j = if n == 0 { 0 } else { rng::below(n + 1) };
-            // SAFETY: j <= n < es.len() = order.len(); `ptr::swap` allows
-            // j == n.
-            unsafe {
-                (*o.add(n)).write(i);
-                ptr::swap(o.add(j), o.add(n));
+        } else {
+            let live = es.iter().enumerate().filter(|(_, e)| e.port.is_some());
+            for (k, (i, _)) in live.enumerate() {
+                // SAFETY: there are n live entries, and n = order.len().
+                unsafe { (*o.add(k)).write(i) };
             }
-            n += 1;
         }
-        // SAFETY: the first n were written above; MaybeUninit<usize> has
-        // usize's layout.
-        let perm = unsafe { std::slice::from_raw_parts(o.cast::<usize>().cast_const(), n) };
         if n == 0 {
             if !block {
                 return pack(Err(AltError::WouldBlock));
@@ -503,15 +511,22 @@ impl<'a> Alt<'a> {
             me.set_blocked(Block::Alt, 0, false);
             return PARK;
         }
-        // SAFETY (for every `entry` call below): `perm` (and `live`, made
-        // from it) holds indexes of `es`.
+        // SAFETY (for every `entry` call below): the array (and `live`,
+        // made from it) holds indexes of `es`.
         let entry = |i: usize| unsafe { es.get_unchecked(i) };
 
         // Try each entry under its own channel's lock. An operation done
         // this way is as atomic as a lone send or receive, and when one is
         // ready (the common case: a partner waits) it costs a fraction of
         // entering every channel at once.
-        for &i in perm.iter() {
+        for k in 0..n {
+            let j = if n - k > 1 { k + rng::below(n - k) } else { k };
+            // SAFETY: k <= j < n, and all n are written; `ptr::swap`
+            // allows j == k.
+            let i = unsafe {
+                ptr::swap(o.add(k), o.add(j));
+                (*o.add(k)).assume_init()
+            };
             let e = entry(i);
             // SAFETY: the header lives as long as the channel, which the
             // alt borrows; entered around the calls that need the lock.
@@ -524,6 +539,10 @@ impl<'a> Alt<'a> {
                 (*e.hdr).leave(h);
             }
         }
+
+        // SAFETY: all n written above (and since only permuted);
+        // MaybeUninit<usize> has usize's layout.
+        let perm = unsafe { std::slice::from_raw_parts(o.cast::<usize>().cast_const(), n) };
 
         // None was ready. Enter every channel once, in address order
         // (`live` is in that order, so a channel named twice comes up twice
