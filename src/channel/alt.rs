@@ -772,12 +772,22 @@ fn pack(r: Result<usize, AltError>) -> u64 {
     }
 }
 
+/// Inlined for the common case (a performed entry); the errors take a
+/// call, which keeps a jump table off the path of every alt.
 #[inline(always)]
 fn unpack(v: u64) -> Result<usize, AltError> {
-    match v & 3 {
-        0 => Ok((v >> 2) as usize),
-        1 => Err(AltError::Closed((v >> 2) as usize)),
-        2 => Err(AltError::Interrupted),
-        _ => Err(AltError::WouldBlock),
+    if v & 3 == 0 {
+        Ok((v >> 2) as usize)
+    } else {
+        unpack_error(v)
     }
+}
+
+#[inline(never)]
+fn unpack_error(v: u64) -> Result<usize, AltError> {
+    Err(match v & 3 {
+        1 => AltError::Closed((v >> 2) as usize),
+        2 => AltError::Interrupted,
+        _ => AltError::WouldBlock,
+    })
 }
