@@ -227,24 +227,29 @@ impl<T> Pending<T> {
         }
     }
 
-    /// Fills in the waiter's entry (and a send's mailbox), and starts the
-    /// wait.
+    /// Fills in the waiter's entry (and a send's mailbox, or slot, with
+    /// `sent`: the value of a send, None for a receive), and starts the
+    /// wait. The value comes straight from the caller's registers: staging
+    /// it in the slot first would cost a store and a reload per send.
     #[inline(always)]
-    fn arm(&mut self, me: &Me, hdr: &Header, send: bool) -> *mut Entry {
+    fn arm(&mut self, me: &Me, hdr: &Header, sent: Option<T>) -> *mut Entry {
         let w = me.waiter();
         let slot = if fits_mail::<T>() {
             let m = w.mail::<T>();
-            if send {
+            if sent.is_some() {
                 // SAFETY: the mailbox is free (its owner, the caller, is in
                 // no wait), and `fits_mail` promised it is large and aligned
                 // enough; `park` moves the value out again unless a
                 // receiver took it.
-                unsafe { m.write(self.slot.take()) };
+                unsafe { m.write(sent) };
             }
             // A receive's mailbox stays uninitialised until a sender writes
             // its value: only a completed receive reads it.
             m
         } else {
+            if sent.is_some() {
+                self.slot = sent;
+            }
             &raw mut self.slot
         };
         let e = w.entry();
@@ -456,8 +461,7 @@ impl<T> Chan<T> {
     #[inline(always)]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         let mut p = Pending::new();
-        p.slot = Some(v);
-        match self.send_start(&mut p, true) {
+        match self.send_start(&mut p, v, true) {
             DONE => Ok(()),
             PARK => match p.park(true) {
                 Outcome::Done(_) => Ok(()),
@@ -468,28 +472,29 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Sends the value in `p` now if possible (DONE), or fails (CLOSED,
-    /// INTERRUPTED, value left in `p`); otherwise queues `p` (PARK).
+    /// Sends `v` now if possible (DONE), or fails (CLOSED, INTERRUPTED,
+    /// value left in `p`); otherwise queues `p`, holding `v` (PARK).
     #[inline(always)]
-    fn send_start(&self, p: &mut Pending<T>, dies: bool) -> u8 {
+    fn send_start(&self, p: &mut Pending<T>, v: T, dies: bool) -> u8 {
         let me = Me::get();
         if dies && me.kill_point() {
+            p.slot = Some(v);
             return INTERRUPTED;
         }
         let inner = &*self.inner;
         let mut g = inner.lock(&me);
         if g.w.closed {
+            p.slot = Some(v);
             return CLOSED;
         }
-        match g.try_send(inner.cap, p.take()) {
+        match g.try_send(inner.cap, v) {
             Ok(w) => {
                 drop(g);
                 wake(w, &me);
                 DONE
             }
             Err(v) => {
-                p.slot = Some(v);
-                let ep = p.arm(&me, &inner.hdr, true);
+                let ep = p.arm(&me, &inner.hdr, Some(v));
                 // SAFETY: lock held; `p` lives in the caller's frame until
                 // the operation ends, which is only after the entry is
                 // unlinked (by a partner, by close, or by `send_failed`).
@@ -571,7 +576,7 @@ impl<T> Chan<T> {
         if g.w.closed {
             return CLOSED;
         }
-        let ep = p.arm(&me, &inner.hdr, false);
+        let ep = p.arm(&me, &inner.hdr, None);
         // SAFETY: as in `send_start`.
         unsafe { g.w.enqueue(false, ep) };
         me.set_blocked(what, inner.addr(), inner.hdr.is_shared());
@@ -600,8 +605,7 @@ impl<T> Chan<T> {
     /// here; the wait ends with `Interrupted` and the caller decides.
     pub(crate) fn send_undying(&self, v: T) -> Result<(), SendError<T>> {
         let mut p = Pending::new();
-        p.slot = Some(v);
-        match self.send_start(&mut p, false) {
+        match self.send_start(&mut p, v, false) {
             DONE => Ok(()),
             PARK => match p.park(true) {
                 Outcome::Done(_) => Ok(()),
