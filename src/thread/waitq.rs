@@ -137,14 +137,35 @@ impl WaitQueue {
         // owner stays parked until woken.
         unsafe {
             while !self.head.is_null() {
-                let e = self.head;
-                self.remove(e);
+                let e = self.pop_front();
                 if (*(*e).waiter).claim(code((*e).index())) {
                     return Some(e);
                 }
             }
         }
         None
+    }
+
+    /// Unlinks the head, which `remove` would do with checks that cannot
+    /// fail for it (it is linked, and first).
+    ///
+    /// # Safety
+    /// Lock held; the queue is not empty.
+    #[inline(always)]
+    unsafe fn pop_front(&mut self) -> *mut Entry {
+        // SAFETY: per the contract, the head and its successor are valid.
+        unsafe {
+            let e = self.head;
+            let n = (*e).next;
+            self.head = n;
+            if n.is_null() {
+                self.tail = ptr::null_mut();
+            } else {
+                (*n).prev = ptr::null_mut();
+            }
+            (*e).linked = false;
+            e
+        }
     }
 
     /// The oldest entry whose owner still waits; stale entries before it
