@@ -607,8 +607,7 @@ impl<'a> Alt<'a> {
             // SAFETY: entered; `wp` has room for n entries, in the
             // caller's frame, not moved until `finish` has dequeued them.
             unsafe {
-                wp.add(k).write(Entry::new(me.waiter_ptr(), e.slot, i));
-                (*Waits::of(e.hdr)).enqueue(e.send, wp.add(k));
+                (*Waits::of(e.hdr)).enqueue_new(e.send, wp.add(k), me.waiter_ptr(), e.slot, i);
                 shared |= (*e.hdr).is_shared();
             }
         }

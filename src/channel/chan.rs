@@ -107,12 +107,21 @@ impl Waits {
         }
     }
 
+    /// Queues a fresh entry at `e` (see [`WaitQueue::push`]).
+    ///
     /// # Safety
-    /// Lock held; `e` stays put until dequeued.
+    /// Lock held; `e` is not linked anywhere and stays put until dequeued.
     #[inline(always)]
-    pub(crate) unsafe fn enqueue(&mut self, send: bool, e: *mut Entry) {
+    pub(crate) unsafe fn enqueue_new(
+        &mut self,
+        send: bool,
+        e: *mut Entry,
+        waiter: *const Waiter,
+        slot: *mut (),
+        index: usize,
+    ) {
         // SAFETY: per the contract.
-        unsafe { self.queue(send).push(e) }
+        unsafe { self.queue(send).push(e, waiter, slot, index) };
     }
 
     /// # Safety
@@ -232,11 +241,17 @@ impl<T> Pending<T> {
     /// wait. The value comes straight from the caller's registers: staging
     /// it in the slot first would cost a store and a reload per send.
     #[inline(always)]
-    fn arm(&mut self, me: &Me, hdr: &Header, sent: Option<T>) -> *mut Entry {
+    ///
+    /// # Safety
+    /// `q` is the queues of the channel whose header is `hdr`, locked.
+    /// `self` stays put until the operation ends, which is only after the
+    /// entry is unlinked (by a partner, by close, or by the failure path).
+    unsafe fn arm(&mut self, me: &Me, hdr: &Header, q: &mut Waits, sent: Option<T>) {
+        let send = sent.is_some();
         let w = me.waiter();
         let slot = if fits_mail::<T>() {
             let m = w.mail::<T>();
-            if sent.is_some() {
+            if send {
                 // SAFETY: the mailbox is free (its owner, the caller, is in
                 // no wait), and `fits_mail` promised it is large and aligned
                 // enough; `park` moves the value out again unless a
@@ -247,17 +262,16 @@ impl<T> Pending<T> {
             // its value: only a completed receive reads it.
             m
         } else {
-            if sent.is_some() {
+            if send {
                 self.slot = sent;
             }
             &raw mut self.slot
         };
-        let e = w.entry();
-        // SAFETY: the entry is free like the mailbox, and ours to write.
-        unsafe { e.write(Entry::new(w, slot.cast(), 0)) };
+        // SAFETY: the entry is free like the mailbox, and ours to write;
+        // the lock is held per the contract.
+        unsafe { q.queue(send).push(w.entry(), w, slot.cast(), 0) };
         w.prepare(hdr);
         self.w = w;
-        e
     }
 
     /// Waits for the armed operation to end, and brings the value back
@@ -494,11 +508,11 @@ impl<T> Chan<T> {
                 DONE
             }
             Err(v) => {
-                let ep = p.arm(&me, &inner.hdr, Some(v));
-                // SAFETY: lock held; `p` lives in the caller's frame until
-                // the operation ends, which is only after the entry is
-                // unlinked (by a partner, by close, or by `send_failed`).
-                unsafe { g.w.enqueue(true, ep) };
+                // SAFETY: `g` holds the lock; `p` lives in the caller's
+                // frame until the operation ends, which is only after the
+                // entry is unlinked (by a partner, by close, or by
+                // `send_failed`).
+                unsafe { p.arm(&me, &inner.hdr, &mut g.w, Some(v)) };
                 me.set_blocked(Block::Send, inner.addr(), inner.hdr.is_shared());
                 PARK
             }
@@ -576,9 +590,8 @@ impl<T> Chan<T> {
         if g.w.closed {
             return CLOSED;
         }
-        let ep = p.arm(&me, &inner.hdr, None);
         // SAFETY: as in `send_start`.
-        unsafe { g.w.enqueue(false, ep) };
+        unsafe { p.arm(&me, &inner.hdr, &mut g.w, None) };
         me.set_blocked(what, inner.addr(), inner.hdr.is_shared());
         PARK
     }

@@ -301,11 +301,12 @@ impl<T: ?Sized> QLock<T> {
             self.hdr.leave(h);
             return GOT;
         }
-        let ep = e.write(Entry::new(me.waiter_ptr(), std::ptr::null_mut(), 0));
         me.waiter().prepare(&self.hdr);
         // SAFETY: inside the critical section; `e` lives in the caller's
         // frame until it is unlinked (by the unlocker or `lock_cancel`).
-        unsafe { st.q.push(ep) };
+        unsafe {
+            st.q.push(e.as_mut_ptr(), me.waiter_ptr(), std::ptr::null_mut(), 0)
+        };
         me.set_blocked(
             Block::QLock,
             self as *const Self as *const () as usize,

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use super::qlock::{Interrupted, QLock, QLockGuard};
 use super::wait::{Block, Me, Outcome, Waiter, done};
-use super::waitq::{Entry, Header, WaitQueue};
+use super::waitq::{Header, WaitQueue};
 use std::cell::UnsafeCell;
 
 /// A rendezvous point: threads sleep on it holding a [`QLock`] (released
@@ -132,11 +132,12 @@ impl Rendez {
         let lock: &'a QLock<T> = guard.into_lock();
         let mut e = MaybeUninit::uninit();
         let h = self.hdr.enter(me);
-        let ep = e.write(Entry::new(me.waiter_ptr(), std::ptr::null_mut(), 0));
         me.waiter().prepare(&self.hdr);
         // SAFETY: inside the critical section; `e` stays in this frame until
         // unlinked (by a wakeup, or below).
-        unsafe { (*self.q.get()).push(ep) };
+        let ep = unsafe {
+            (*self.q.get()).push(e.as_mut_ptr(), me.waiter_ptr(), std::ptr::null_mut(), 0)
+        };
         me.set_blocked(
             Block::Rendez,
             self as *const Self as usize,

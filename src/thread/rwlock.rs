@@ -13,7 +13,7 @@ use std::ops::{Deref, DerefMut};
 
 use super::qlock::Interrupted;
 use super::wait::{Block, Me, Outcome, Waiter, done};
-use super::waitq::{Entry, Header, WaitQueue};
+use super::waitq::{Header, WaitQueue};
 
 /// Plan 9's `RWLock`, owning the data it guards.
 ///
@@ -333,11 +333,12 @@ impl<T: ?Sized> RWLock<T> {
             return Ok(());
         }
         let mut e = MaybeUninit::uninit();
-        let ep = e.write(Entry::new(me.waiter_ptr(), std::ptr::null_mut(), mode));
         me.waiter().prepare(&self.hdr);
         // SAFETY: inside the critical section; `e` stays in this frame
         // until unlinked (by a grant, or below).
-        unsafe { st.q.push(ep) };
+        let ep = unsafe {
+            st.q.push(e.as_mut_ptr(), me.waiter_ptr(), std::ptr::null_mut(), mode)
+        };
         let what = if mode == READ {
             Block::RLock
         } else {
