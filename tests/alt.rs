@@ -167,6 +167,27 @@ fn alt_chooses_uniformly_among_ready_entries() {
             let share = *c as f64 / trials as f64;
             assert!((share - 0.5).abs() < 0.04, "shares {counts:?}");
         }
+
+        // Two entries (an alt the runtime handles apart), both ready.
+        let mut counts = [0usize; 2];
+        for _ in 0..trials {
+            for (i, c) in chans.iter().enumerate().take(2) {
+                if c.is_empty() {
+                    c.send(i).unwrap();
+                }
+            }
+            let (mut x, mut y) = (None, None);
+            let mut alt = Alt::new();
+            alt.recv(&chans[0], &mut x).recv(&chans[1], &mut y);
+            let i = alt.alt().unwrap();
+            drop(alt);
+            assert_eq!([x, y][i], Some(i));
+            counts[i] += 1;
+        }
+        for c in counts {
+            let share = c as f64 / trials as f64;
+            assert!((share - 0.5).abs() < 0.04, "shares {counts:?}");
+        }
     })
     .unwrap();
 }

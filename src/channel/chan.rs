@@ -132,6 +132,16 @@ impl Waits {
         unsafe { self.queue(send).remove(e) }
     }
 
+    /// Whether a send (or a receive) on an unbuffered channel might be
+    /// done now: the channel is closed, or a partner is queued (who may
+    /// have been claimed elsewhere meanwhile). False means it cannot be.
+    /// Lock held.
+    #[inline(always)]
+    pub(crate) fn unbuffered_may_be_ready(&self, send: bool) -> bool {
+        let q = if send { &self.recvq } else { &self.sendq };
+        self.closed || !q.is_empty()
+    }
+
     /// Claims the oldest queued partner of a send (or of a receive) that
     /// still waits, taking it off the queue.
     ///
@@ -351,6 +361,22 @@ impl<T> State<T> {
             return Ok(None);
         }
         Err(v)
+    }
+
+    /// What [`Waits::unbuffered_may_be_ready`] tells, for any channel:
+    /// false means a send (or a receive) cannot be done now. Senders queue
+    /// only on a full buffer and receivers only on an empty one, so with a
+    /// buffer the buffer alone decides.
+    pub(crate) fn may_be_ready(&self, cap: usize, send: bool) -> bool {
+        if cap == 0 {
+            return self.w.unbuffered_may_be_ready(send);
+        }
+        self.w.closed
+            || if send {
+                self.buf.len() < cap
+            } else {
+                !self.buf.is_empty()
+            }
     }
 
     /// Takes a value now, from the buffer or a waiting sender. A sender

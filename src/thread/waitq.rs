@@ -63,6 +63,11 @@ impl WaitQueue {
         }
     }
 
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
     /// Writes a fresh entry at `e` (for `waiter`, with `slot`, as entry
     /// `index` of its wait) and appends it, each field stored once: every
     /// wait queues this way, and writing the entry first and linking it
