@@ -13,9 +13,21 @@ use thread9::{
     threadintgrp, threadkill, threadkillgrp, threadpid, threadsetgrp, threadyield,
 };
 
-/// Starts `op` in a thread (in this proc, or a new proc), waits until it is
-/// blocked, interrupts it, and returns what `op` returned (as a string).
-fn interrupted(in_proc: bool, op: impl FnOnce() -> String + Send + 'static) -> String {
+/// Starts `op` in a thread (in this proc, or a new proc), waits until the
+/// dump shows it blocked in `waits` (the dump's word for the wait), then
+/// interrupts it, and returns what `op` returned (as a string).
+///
+/// The wait must be the operation's last: an ioproc call first sends its
+/// request (a moment blocked in `send`), and an interrupt that arrives
+/// after that send completes finds the thread running, which it leaves
+/// alone, as it must; the call then runs to its end. Watching for any
+/// blocked state made the test fail that way about once in eight runs on
+/// a loaded machine.
+fn interrupted(
+    in_proc: bool,
+    waits: &'static str,
+    op: impl FnOnce() -> String + Send + 'static,
+) -> String {
     let out = Chan::new(1);
     let (o, ready) = (out.clone(), Chan::new(0));
     let r = ready.clone();
@@ -29,15 +41,24 @@ fn interrupted(in_proc: bool, op: impl FnOnce() -> String + Send + 'static) -> S
         proccreate(body, 0);
     }
     let id = ready.recv().unwrap();
-    // Wait until the thread is blocked (the dump says so), then interrupt.
+    // Wait until the thread is blocked where expected (the dump says so),
+    // then interrupt. A thread that never gets there is a failure of its
+    // own, reported with the dump (interrupting it anyway would only turn
+    // it into a confusing one).
     let line = format!("\tthread {id} ");
-    for _ in 0..5000 {
+    let state = format!(": {waits}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
         let d = thread9::threaddump();
         if d.lines()
-            .any(|l| l.starts_with(&line) && !l.ends_with(": Running") && !l.ends_with(": Ready"))
+            .any(|l| l.starts_with(&line) && l.contains(&state))
         {
             break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "thread {id} never blocked in {waits}:\n{d}"
+        );
         threadyield();
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -52,17 +73,17 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
             let c: Chan<i32> = Chan::new(0);
             let d = c.clone();
             assert_eq!(
-                interrupted(in_proc, move || format!("{:?}", d.recv())),
+                interrupted(in_proc, "recv on", move || format!("{:?}", d.recv())),
                 "Err(Interrupted)"
             );
             let d = c.clone();
             assert_eq!(
-                interrupted(in_proc, move || format!("{:?}", d.send(5))),
+                interrupted(in_proc, "send on", move || format!("{:?}", d.send(5))),
                 "Err(Interrupted(..))"
             );
             let d = c.clone();
             assert_eq!(
-                interrupted(in_proc, move || {
+                interrupted(in_proc, "alt", move || {
                     let mut x = None;
                     let mut alt = Alt::new();
                     alt.recv(&d, &mut x).nop();
@@ -71,7 +92,7 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
                 "Err(Interrupted)"
             );
             assert_eq!(
-                interrupted(in_proc, || format!("{:?}", Alt::new().nop().alt())),
+                interrupted(in_proc, "alt", || format!("{:?}", Alt::new().nop().alt())),
                 "Err(Interrupted)",
                 "an alt of nothing but nops waits until interrupted"
             );
@@ -80,7 +101,7 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
             let g = held.lock();
             let l = lock.clone();
             assert_eq!(
-                interrupted(in_proc, move || format!(
+                interrupted(in_proc, "qlock", move || format!(
                     "{:?}",
                     l.lock_interruptible().map(|_| ())
                 )),
@@ -91,7 +112,7 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
             let w = rw.wlock();
             let r = rw.clone();
             assert_eq!(
-                interrupted(in_proc, move || format!(
+                interrupted(in_proc, "rlock", move || format!(
                     "{:?}",
                     r.rlock_interruptible().map(|_| ())
                 )),
@@ -99,7 +120,7 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
             );
             let r = rw.clone();
             assert_eq!(
-                interrupted(in_proc, move || format!(
+                interrupted(in_proc, "wlock", move || format!(
                     "{:?}",
                     r.wlock_interruptible().map(|_| ())
                 )),
@@ -109,7 +130,7 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
             let pair = Arc::new((QLock::new(()), Rendez::new()));
             let p = pair.clone();
             assert_eq!(
-                interrupted(in_proc, move || {
+                interrupted(in_proc, "rendez sleep", move || {
                     let g = p.0.lock();
                     let (_g, r) = p.1.sleep_interruptible(g);
                     format!("{r:?}")
@@ -118,7 +139,7 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
             );
             let io = Ioproc::new();
             assert_eq!(
-                interrupted(in_proc, move || format!(
+                interrupted(in_proc, "ioproc call", move || format!(
                     "{:?}",
                     io.sleep(60_000).map_err(|e| e.kind())
                 )),
@@ -542,7 +563,7 @@ fn an_ioproc_call_interrupted_by_threadint_fails_interrupted() {
     run(|| {
         let io = Ioproc::new();
         let (r, _w) = std::io::pipe().unwrap();
-        let got = interrupted(true, move || {
+        let got = interrupted(true, "ioproc call", move || {
             format!("{:?}", io.read(&r, &mut [0u8; 1]).map_err(|e| e.kind()))
         });
         assert_eq!(got, "Err(Interrupted)");
