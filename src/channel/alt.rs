@@ -254,7 +254,7 @@ unsafe fn queue(es: &[AltEntry<'_>], live: &[usize], wp: *mut Entry, me: Me) {
         let e = &es[i];
         // SAFETY: entered, and `wp` has room, per the contract.
         unsafe {
-            (*Waits::of(e.hdr)).enqueue_new(e.send, wp.add(k), me.waiter_ptr(), e.slot, i);
+            (*Waits::of(e.hdr)).enqueue(e.send, wp.add(k), me.waiter_ptr(), e.slot, i);
             shared |= (*e.hdr).is_shared();
         }
     }
@@ -544,15 +544,15 @@ impl<'a> Alt<'a> {
             panic!("thread9: alt entry {bad} sends from an empty slot");
         }
 
+        let n = es.len() - self.nops;
+        if n == 2 && self.nops == 0 {
+            return self.start_pair(block, w, me);
+        }
         // The live entries, to be tried in a random order drawn as they
         // are tried (a lazy Fisher-Yates shuffle): the first ready one in
         // a uniformly random order is a uniform pick among the ready
         // ones, and an alt whose first pick is ready draws no more. The
         // array is not initialised beyond what is written here.
-        let n = es.len() - self.nops;
-        if n == 2 && self.nops == 0 {
-            return self.start_pair(block, w, me);
-        }
         let mut small = [MaybeUninit::<usize>::uninit(); INLINE];
         let mut heap: Vec<MaybeUninit<usize>>;
         let order = if n <= INLINE {
@@ -849,7 +849,7 @@ impl AltWait {
         self.n = 2;
         self.live[0].write(lo);
         self.live[1].write(hi);
-        self.waits.as_mut_ptr().cast()
+        self.entries(2)
     }
 
     fn live(&self) -> &[usize] {

@@ -112,7 +112,7 @@ impl Waits {
     /// # Safety
     /// Lock held; `e` is not linked anywhere and stays put until dequeued.
     #[inline(always)]
-    pub(crate) unsafe fn enqueue_new(
+    pub(crate) unsafe fn enqueue(
         &mut self,
         send: bool,
         e: *mut Entry,
@@ -350,7 +350,7 @@ impl<T> State<T> {
             // or an alt's lock set); a claimed receiver is parked and its
             // slot is an empty Option<T>.
             unsafe {
-                if let Some(e) = self.w.recvq.claim_first(done) {
+                if let Some(e) = self.w.claim_partner(true) {
                     ptr::write((*e).slot.cast::<Option<T>>(), Some(v));
                     return Ok(Some((*e).waiter));
                 }
@@ -387,14 +387,14 @@ impl<T> State<T> {
         unsafe {
             if cap != 0 {
                 if let Some(v) = self.buf.pop_front() {
-                    if let Some(e) = self.w.sendq.claim_first(done) {
+                    if let Some(e) = self.w.claim_partner(false) {
                         self.buf.push_back(take_sent::<T>(e));
                         return Some((v, Some((*e).waiter)));
                     }
                     return Some((v, None));
                 }
             }
-            if let Some(e) = self.w.sendq.claim_first(done) {
+            if let Some(e) = self.w.claim_partner(false) {
                 return Some((take_sent::<T>(e), Some((*e).waiter)));
             }
         }
