@@ -49,7 +49,8 @@ pub(crate) const DEFAULT_STACK: usize = 256 << 10;
 /// Bytes reserved per slab (address space only, until touched).
 const SLAB: usize = 256 << 20;
 /// Free stacks a size class keeps resident; beyond this, freed stacks give
-/// their pages back to the kernel and keep only their address range.
+/// their pages back to the kernel (lazily: see [`release_pages`]) and keep
+/// only their address range.
 const KEEP_RESIDENT: usize = 1024;
 /// Free stacks a proc keeps for itself before handing them to the pool.
 const PROC_CACHE: usize = 128;
@@ -307,15 +308,23 @@ fn install_guard(bottom: usize, guard: usize, size: usize) {
     }
 }
 
+/// Lets the kernel take a free stack's pages. `MADV_FREE` rather than
+/// `MADV_DONTNEED`: the kernel takes the pages only when it runs short of
+/// memory, and until then a thread that gets the stack again reuses them
+/// without a page fault; they still count in the process's RSS meanwhile.
+/// A program that keeps starting thousands of threads (the sieve benchmark
+/// runs five of 2,000) otherwise faulted every page back in: measured, 2,000
+/// threads created, parked and ended again took 12-16 ms with
+/// `MADV_DONTNEED`, 8-11 ms this way, the creation alone 3 ms -> 0.9 ms.
+/// Kernels before 4.5 refuse `MADV_FREE`; they get `MADV_DONTNEED`.
 fn release_pages(s: &Stack) {
+    let (addr, len) = (s.limit as *mut libc::c_void, s.top - s.limit);
     // SAFETY: the stack is free: no thread runs on it, so its contents may
     // be discarded. The range excludes the guard, which stays in place.
     unsafe {
-        libc::madvise(
-            s.limit as *mut libc::c_void,
-            s.top - s.limit,
-            libc::MADV_DONTNEED,
-        );
+        if libc::madvise(addr, len, libc::MADV_FREE) != 0 {
+            libc::madvise(addr, len, libc::MADV_DONTNEED);
+        }
     }
 }
 
@@ -444,6 +453,33 @@ mod tests {
                 let d = (w[0].base / 64).abs_diff(w[1].base / 64) % 64;
                 assert!(d.min(64 - d) >= 10, "size {size}: {d}");
             }
+        }
+    }
+
+    #[test]
+    fn a_released_stack_stays_mapped_and_writable() {
+        let mut c = Class::new(MIN_STACK);
+        let s = c.carve();
+        let words = (s.base - s.limit) / 8;
+        let at = |i: usize| (s.limit + i * 8) as *mut u64;
+        for i in 0..words {
+            // SAFETY: [limit, base) is this stack's usable part, ours alone.
+            unsafe { at(i).write(i as u64 | 1) };
+        }
+        release_pages(&s);
+        // Whatever a released page reads as (old contents or zeros), it
+        // stays mapped and writable, and a write sticks.
+        for i in 0..words {
+            // SAFETY: as above.
+            unsafe {
+                let old = at(i).read();
+                assert!(old == 0 || old == i as u64 | 1, "word {i}: {old:#x}");
+                at(i).write(!(i as u64));
+            }
+        }
+        for i in 0..words {
+            // SAFETY: as above.
+            assert_eq!(unsafe { at(i).read() }, !(i as u64));
         }
     }
 }
