@@ -258,7 +258,7 @@ unsafe fn queue(es: &[AltEntry<'_>], live: &[usize], wp: *mut Entry, me: Me) {
             shared |= (*e.hdr).is_shared();
         }
     }
-    me.set_blocked(Block::Alt, 0, shared);
+    me.set_blocked(Block::Alt, shared);
 }
 
 const NOP: AltEntry<'static> = AltEntry {
@@ -581,7 +581,7 @@ impl<'a> Alt<'a> {
             }
             w.waiter = me.waiter_ptr();
             me.waiter().prepare_unqueued();
-            me.set_blocked(Block::Alt, 0, false);
+            me.set_blocked(Block::Alt, false);
             return PARK;
         }
         // SAFETY (for every `entry` call below): the array (and `live`,

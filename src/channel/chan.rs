@@ -539,7 +539,7 @@ impl<T> Chan<T> {
                 // entry is unlinked (by a partner, by close, or by
                 // `send_failed`).
                 unsafe { p.arm(&me, &inner.hdr, &mut g.w, Some(v)) };
-                me.set_blocked(Block::Send, inner.addr(), inner.hdr.is_shared());
+                me.set_blocked(Block::Send, inner.hdr.is_shared());
                 PARK
             }
         }
@@ -618,7 +618,7 @@ impl<T> Chan<T> {
         }
         // SAFETY: as in `send_start`.
         unsafe { p.arm(&me, &inner.hdr, &mut g.w, None) };
-        me.set_blocked(what, inner.addr(), inner.hdr.is_shared());
+        me.set_blocked(what, inner.hdr.is_shared());
         PARK
     }
 

@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::procs;
 use super::threads::{self, Thread};
-use super::wait::{Block, Outcome, done};
+use super::wait::{Outcome, done};
 use crate::ioproc::interrupted;
 use crate::util::read_fd;
 
@@ -234,7 +234,7 @@ pub fn threadfdwait(fd: BorrowedFd<'_>, rw: char) -> io::Result<()> {
     }
     let local = procs::local().expect("a running thread has a proc");
     t.waiter.prepare_unqueued();
-    t.set_blocked(Block::Fd, fd as usize, true);
+    t.set_blocked_fd(fd);
     local.fdwaits.add(Entry {
         fd,
         events,

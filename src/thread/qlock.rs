@@ -307,11 +307,7 @@ impl<T: ?Sized> QLock<T> {
         unsafe {
             st.q.push(e.as_mut_ptr(), me.waiter_ptr(), std::ptr::null_mut(), 0)
         };
-        me.set_blocked(
-            Block::QLock,
-            self as *const Self as *const () as usize,
-            self.hdr.is_shared(),
-        );
+        me.set_blocked(Block::QLock, self.hdr.is_shared());
         self.hdr.leave(h);
         PARK
     }

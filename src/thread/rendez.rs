@@ -138,11 +138,7 @@ impl Rendez {
         let ep = unsafe {
             (*self.q.get()).push(e.as_mut_ptr(), me.waiter_ptr(), std::ptr::null_mut(), 0)
         };
-        me.set_blocked(
-            Block::Rendez,
-            self as *const Self as usize,
-            self.hdr.is_shared(),
-        );
+        me.set_blocked(Block::Rendez, self.hdr.is_shared());
         self.hdr.leave(h);
         // Queued before the lock goes: a wakeup after the release finds us.
         lock.unlock();

@@ -288,10 +288,6 @@ impl<T: ?Sized> RWLock<T> {
         }
     }
 
-    fn addr(&self) -> usize {
-        self as *const Self as *const () as usize
-    }
-
     /// Takes the lock in `mode` if that needs no waiting. Inside the
     /// critical section.
     fn take(st: &mut RwState, mode: usize) -> bool {
@@ -344,7 +340,7 @@ impl<T: ?Sized> RWLock<T> {
         } else {
             Block::WLock
         };
-        me.set_blocked(what, self.addr(), self.hdr.is_shared());
+        me.set_blocked(what, self.hdr.is_shared());
         self.hdr.leave(h);
         match me.waiter().park() {
             // A releaser granted the lock in our mode.

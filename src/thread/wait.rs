@@ -121,6 +121,12 @@ const SHARED: *mut Header = ptr::null_mut();
 const NO_OBJECT: *mut Header = ptr::dangling_mut();
 
 /// The wait state of a thread or of a plain OS thread.
+///
+/// In order, so that what a partner touches to complete a lone operation
+/// (the state, the lock, the thread, the entry and the mailbox) is the
+/// first 88 bytes: a thread record places them in two cache lines (see
+/// [`Thread`]).
+#[repr(C)]
 pub(crate) struct Waiter {
     state: AtomicUsize,
     /// For an exclusive wait, the header of the object waited on (whose
@@ -130,14 +136,14 @@ pub(crate) struct Waiter {
     /// The thread to ready, or null for a plain OS thread, which sleeps on
     /// `os_woken` instead.
     thread: *const Thread,
-    os_woken: AtomicU32,
-    /// Waits begun so far; touched by the owner only.
-    waits: Cell<usize>,
     /// The queue entry of a lone operation (see [`Waiter::entry`]).
-    entry: UnsafeCell<Entry>,
+    pub(super) entry: UnsafeCell<Entry>,
     /// Where the value of a lone channel operation waits when it fits (see
     /// [`Waiter::mail`]).
-    mail: UnsafeCell<MaybeUninit<[usize; MAIL_WORDS]>>,
+    pub(super) mail: UnsafeCell<MaybeUninit<[usize; MAIL_WORDS]>>,
+    /// Waits begun so far; touched by the owner only.
+    waits: Cell<usize>,
+    os_woken: AtomicU32,
 }
 
 /// Words of a waiter's mailbox: three, so that `Option<T>` fits for any
@@ -196,6 +202,14 @@ impl Waiter {
     pub(crate) fn mail<T>(&self) -> *mut Option<T> {
         debug_assert!(fits_mail::<T>());
         self.mail.get().cast()
+    }
+
+    /// The object of the owner's latest exclusive wait (its header's
+    /// address), for dumps: while the owner waits on a channel, the
+    /// channel. Only an address to look up, never to dereference: the
+    /// owner may have moved on.
+    pub(crate) fn object(&self) -> usize {
+        self.lock.load(Ordering::Relaxed) as usize
     }
 
     /// The thread this waiter belongs to; null for a plain OS thread.
@@ -442,9 +456,9 @@ impl Me {
     /// Records what the thread is about to block on; call inside the
     /// object's critical section, before publishing the wait.
     #[inline(always)]
-    pub(crate) fn set_blocked(&self, what: Block, obj: usize, shared: bool) {
+    pub(crate) fn set_blocked(&self, what: Block, shared: bool) {
         if let Some(t) = self.thread() {
-            t.set_blocked(what, obj, shared);
+            t.set_blocked(what, shared);
         }
     }
 }
