@@ -247,16 +247,17 @@ impl<T> Pending<T> {
     }
 
     /// Fills in the waiter's entry (and a send's mailbox, or slot, with
-    /// `sent`: the value of a send, None for a receive), and starts the
-    /// wait. The value comes straight from the caller's registers: staging
-    /// it in the slot first would cost a store and a reload per send.
-    #[inline(always)]
+    /// `sent`: the value of a send, None for a receive), starts the wait
+    /// and records it (`what`) for dumps. The value comes straight from the
+    /// caller's registers: staging it in the slot first would cost a store
+    /// and a reload per send.
     ///
     /// # Safety
     /// `q` is the queues of the channel whose header is `hdr`, locked.
     /// `self` stays put until the operation ends, which is only after the
     /// entry is unlinked (by a partner, by close, or by the failure path).
-    unsafe fn arm(&mut self, me: &Me, hdr: &Header, q: &mut Waits, sent: Option<T>) {
+    #[inline(always)]
+    unsafe fn arm(&mut self, me: &Me, hdr: &Header, q: &mut Waits, sent: Option<T>, what: Block) {
         let send = sent.is_some();
         let w = me.waiter();
         let slot = if fits_mail::<T>() {
@@ -281,6 +282,7 @@ impl<T> Pending<T> {
         // the lock is held per the contract.
         unsafe { q.queue(send).push(w.entry(), w, slot.cast(), 0) };
         w.prepare(hdr);
+        me.set_blocked(what, hdr.is_shared());
         self.w = w;
     }
 
@@ -403,9 +405,11 @@ impl<T> State<T> {
 }
 
 impl<T> Inner<T> {
+    /// The channel's identity for names and dumps: its header's address,
+    /// which is also what a wait on it records (see `Waiter::object`).
     #[inline]
     pub(crate) fn addr(&self) -> usize {
-        self as *const Self as usize
+        ptr::from_ref(&self.hdr) as usize
     }
 
     pub(crate) fn cap(&self) -> usize {
@@ -538,8 +542,7 @@ impl<T> Chan<T> {
                 // frame until the operation ends, which is only after the
                 // entry is unlinked (by a partner, by close, or by
                 // `send_failed`).
-                unsafe { p.arm(&me, &inner.hdr, &mut g.w, Some(v)) };
-                me.set_blocked(Block::Send, inner.hdr.is_shared());
+                unsafe { p.arm(&me, &inner.hdr, &mut g.w, Some(v), Block::Send) };
                 PARK
             }
         }
@@ -617,8 +620,7 @@ impl<T> Chan<T> {
             return CLOSED;
         }
         // SAFETY: as in `send_start`.
-        unsafe { p.arm(&me, &inner.hdr, &mut g.w, None) };
-        me.set_blocked(what, inner.hdr.is_shared());
+        unsafe { p.arm(&me, &inner.hdr, &mut g.w, None, what) };
         PARK
     }
 

@@ -270,9 +270,9 @@ impl Thread {
         self.set_blocked(Block::Fd, true);
     }
 
-    /// What the thread is blocked in, and on what: a channel's address
-    /// for a channel operation, the descriptor for a `Block::Fd` wait, 0
-    /// otherwise. Read by other procs for dumps: a snapshot, possibly torn
+    /// What the thread is blocked in, and on what: the channel (its
+    /// header's address, the channel's identity for names) for a channel
+    /// operation, the descriptor for a `Block::Fd` wait, 0 otherwise. Read by other procs for dumps: a snapshot, possibly torn
     /// between the two.
     pub(crate) fn blocked(&self) -> (Block, usize) {
         let what = Block::from_u8(self.blocked.load(Ordering::Relaxed));
