@@ -13,7 +13,7 @@ use crate::srv::fcall::{Fcall, Msg, RREAD};
 use crate::srv::frames::{Frames, Next, eof};
 use crate::util::{read_fd, read_uninit};
 
-/// An `Rread`'s header: size[4] type[1] tag[2] count[4].
+/// An `Rread`'s header: `size[4] type[1] tag[2] count[4]`.
 const RREAD_HEAD: usize = 11;
 
 /// The socket's incoming side.
