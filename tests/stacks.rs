@@ -3,7 +3,7 @@
 
 mod common;
 
-use thread9::{Chan, run, threadcreate, threadsetname, threadyield};
+use thread9::{Chan, proccreate, procdata, run, threadcreate, threadsetname, threadyield};
 
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
@@ -97,6 +97,54 @@ fn other_faults_keep_their_default_behaviour() {
         common::stderr(&o)
     );
     assert_eq!(common::signal(&o), Some(libc::SIGSEGV));
+}
+
+/// Its destructor overflows whatever stack it runs on.
+struct Deep;
+
+impl Drop for Deep {
+    fn drop(&mut self) {
+        recurse(0);
+    }
+}
+
+#[test]
+#[ignore = "a scenario run in a child process by a proc_stack_overflow test"]
+fn scenario_proc_overflow() {
+    if !common::is_child("scenario_proc_overflow") {
+        return;
+    }
+    run(|| {
+        let c = Chan::new(0);
+        let d = c.clone();
+        proccreate(
+            move || {
+                d.send(thread9::threadpid(thread9::threadid()).unwrap())
+                    .unwrap();
+                // Dropped by the proc when its last thread has gone, on
+                // the proc's own stack.
+                procdata::<Deep, _>(|p| *p = Some(Deep));
+            },
+            0,
+        );
+        println!("proc {}", c.recv().unwrap());
+        // The overflow aborts the process long before this ends.
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_procs_own_stack_overflowing_is_reported_and_aborts() {
+    let o = common::child("scenario_proc_overflow");
+    let proc = &common::reported(&o, "proc ")[0];
+    let err = common::stderr(&o);
+    assert!(
+        err.lines()
+            .any(|l| l == format!("thread9: stack overflow in proc {proc}, outside its threads")),
+        "{err}"
+    );
+    assert_eq!(common::signal(&o), Some(libc::SIGABRT), "{err}");
 }
 
 #[test]

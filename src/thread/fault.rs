@@ -4,13 +4,15 @@
 //! Touching it raises SIGSEGV; our handler runs on an alternate signal
 //! stack (the faulting stack is exhausted), checks whether the address is
 //! in the guard of the thread running on this OS thread, and if so prints
-//! which thread overflowed and aborts. Any other fault is passed to the
-//! handler that was installed before ours, or gets the default action.
+//! which thread overflowed and aborts. A proc's own stack (its scheduler's,
+//! see [`super::osthread`]) has a guard too, reported the same way. Any
+//! other fault is passed to the handler that was installed before ours, or
+//! gets the default action.
 
 use std::mem::MaybeUninit;
 use std::ptr;
-use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, Once};
 
 use super::threads;
 
@@ -49,6 +51,11 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
             // SAFETY: abort is async-signal-safe.
             unsafe { libc::abort() };
         }
+    }
+    if super::osthread::in_guard(addr) {
+        report_scheduler();
+        // SAFETY: abort is async-signal-safe.
+        unsafe { libc::abort() };
     }
     // SAFETY: OLD was stored before this handler was installed.
     unsafe { chain(sig, info, ctx) }
@@ -131,32 +138,51 @@ fn report(t: &threads::Thread) {
     unsafe { libc::write(2, b.b.as_ptr().cast(), b.n) };
 }
 
+/// A proc's own stack ran out: the scheduler's, on which the proc's data
+/// and thread-local values are dropped when it ends.
+fn report_scheduler() {
+    let mut b = Buf { b: [0; 256], n: 0 };
+    b.put(b"thread9: stack overflow in proc ");
+    b.num(crate::util::gettid() as u64);
+    b.put(b", outside its threads\n");
+    // SAFETY: write(2) is async-signal-safe; the buffer is valid for `n`.
+    unsafe { libc::write(2, b.b.as_ptr().cast(), b.n) };
+}
+
 /// An alternate signal stack this module installed for a proc's OS thread,
-/// removed when the proc ends.
+/// removed when the proc ends and kept for the next proc.
 pub(crate) struct AltStack {
-    base: *mut libc::c_void,
-    len: usize,
+    base: usize,
 }
 
 const ALT_SIZE: usize = 64 << 10;
+/// A guard page below the stack, then the stack.
+const ALT_LEN: usize = super::stack::PAGE + ALT_SIZE;
+/// Spare alternate stacks kept for later procs. Unmapping one while other
+/// procs run makes the kernel interrupt every core they run on to flush its
+/// TLB, and a thousand procs ending at once (the sieve with a proc per
+/// filter) paid that a thousand times; kept, a stack costs address space
+/// and the few pages a signal handler touched.
+const SPARE_ALTSTACKS: usize = 1024;
 
-/// Makes sure the calling OS thread has an alternate signal stack (std
-/// gives its own threads one; a thread started elsewhere may lack it).
-pub(crate) fn ensure_altstack() -> Option<AltStack> {
-    // SAFETY: querying and setting the calling thread's signal stack; the
-    // new stack is a fresh private mapping that outlives its installation
-    // (AltStack's drop uninstalls it before unmapping).
+static SPARE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn spare() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A mapping for an alternate stack: a spare one, else a new one with a
+/// guard page at its low end.
+fn alt_mapping() -> Option<usize> {
+    if let Some(base) = spare().pop() {
+        return Some(base);
+    }
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing affects no existing memory; the guard is its own first page.
     unsafe {
-        let mut cur: libc::stack_t = MaybeUninit::zeroed().assume_init();
-        libc::sigaltstack(ptr::null(), &mut cur);
-        if cur.ss_flags & libc::SS_DISABLE == 0 {
-            return None;
-        }
-        let page = super::stack::PAGE;
-        let len = ALT_SIZE + page;
         let base = libc::mmap(
             ptr::null_mut(),
-            len,
+            ALT_LEN,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -165,21 +191,41 @@ pub(crate) fn ensure_altstack() -> Option<AltStack> {
         if base == libc::MAP_FAILED {
             return None;
         }
-        libc::mprotect(base, page, libc::PROT_NONE);
+        libc::mprotect(base, super::stack::PAGE, libc::PROT_NONE);
+        Some(base as usize)
+    }
+}
+
+/// Makes sure the calling OS thread has an alternate signal stack (std
+/// gives its own threads one; a proc's OS thread and a thread started
+/// elsewhere lack it).
+pub(crate) fn ensure_altstack() -> Option<AltStack> {
+    // SAFETY: querying and setting the calling thread's signal stack; the
+    // stack is a private mapping of ours that no other thread uses, and it
+    // outlives its installation (AltStack's drop uninstalls it before
+    // anyone else may take it).
+    unsafe {
+        let mut cur: libc::stack_t = MaybeUninit::zeroed().assume_init();
+        libc::sigaltstack(ptr::null(), &mut cur);
+        if cur.ss_flags & libc::SS_DISABLE == 0 {
+            return None;
+        }
+        let base = alt_mapping()?;
         let st = libc::stack_t {
-            ss_sp: base.cast::<u8>().add(page).cast(),
+            ss_sp: (base + super::stack::PAGE) as *mut libc::c_void,
             ss_flags: 0,
             ss_size: ALT_SIZE,
         };
         libc::sigaltstack(&st, ptr::null_mut());
-        Some(AltStack { base, len })
+        Some(AltStack { base })
     }
 }
 
 impl Drop for AltStack {
     fn drop(&mut self) {
         // SAFETY: we are on the OS thread that installed it and not in a
-        // handler; disabling it first means nothing can run on it.
+        // handler; once disabled, nothing runs on it, so it may go to
+        // another thread or back to the kernel.
         unsafe {
             let off = libc::stack_t {
                 ss_sp: ptr::null_mut(),
@@ -187,7 +233,64 @@ impl Drop for AltStack {
                 ss_size: 0,
             };
             libc::sigaltstack(&off, ptr::null_mut());
-            libc::munmap(self.base, self.len);
+            let mut spare = spare();
+            if spare.len() < SPARE_ALTSTACKS {
+                spare.push(self.base);
+            } else {
+                drop(spare);
+                libc::munmap(self.base as *mut libc::c_void, ALT_LEN);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current_altstack() -> libc::stack_t {
+        // SAFETY: a query of the calling thread's signal stack.
+        unsafe {
+            let mut cur: libc::stack_t = MaybeUninit::zeroed().assume_init();
+            libc::sigaltstack(ptr::null(), &mut cur);
+            cur
+        }
+    }
+
+    fn mapped(addr: usize) -> bool {
+        let mut v = 0u8;
+        // SAFETY: mincore only reports on the page; it fails with ENOMEM
+        // when nothing is mapped there.
+        unsafe { libc::mincore(addr as *mut libc::c_void, 1, &mut v) == 0 }
+    }
+
+    #[test]
+    fn an_altstack_is_installed_then_kept_mapped_for_the_next_proc() {
+        std::thread::spawn(|| {
+            // std gave this thread a signal stack of its own: take it down,
+            // as a thread started by other means would lack one.
+            let off = libc::stack_t {
+                ss_sp: ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: no handler runs on this thread now.
+            unsafe { libc::sigaltstack(&off, ptr::null_mut()) };
+            let alt = ensure_altstack().expect("a thread without one gets one");
+            let cur = current_altstack();
+            assert_eq!(cur.ss_flags & libc::SS_DISABLE, 0);
+            assert_eq!(cur.ss_sp as usize, alt.base + super::super::stack::PAGE);
+            assert_eq!(cur.ss_size, ALT_SIZE);
+            assert!(ensure_altstack().is_none(), "one is enough");
+            let base = alt.base;
+            drop(alt);
+            assert_ne!(current_altstack().ss_flags & libc::SS_DISABLE, 0);
+            assert!(
+                mapped(base + super::super::stack::PAGE),
+                "kept, not unmapped"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

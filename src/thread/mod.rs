@@ -28,7 +28,8 @@
 //! ```
 //!
 //! One file per concern, after 9front's libthread: `program` (run,
-//! threadmain, exit status), `procs` (proccreate), `threads`
+//! threadmain, exit status), `procs` (proccreate), `osthread`
+//! (the OS threads procs run on), `threads`
 //! (threadcreate, ids, names), `sched` (the scheduler loop), `stack`
 //! (stacks and guards), `fault` (overflow reports), `exit`, `fdwait`
 //! (threads waiting on file descriptors), `wait`
@@ -43,6 +44,7 @@ pub(crate) mod fault;
 pub(crate) mod fdwait;
 pub(crate) mod kill;
 pub(crate) mod notes;
+pub(crate) mod osthread;
 pub(crate) mod procs;
 pub(crate) mod program;
 pub(crate) mod qlock;

@@ -532,17 +532,18 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
     if prog.exiting() {
         t.get().kill();
     }
-    let spawned = std::thread::Builder::new()
-        .name(format!("thread9 proc {id}"))
-        .stack_size(super::sched::PROC_OS_STACK)
-        .spawn(move || {
+    let spawned = super::osthread::spawn(
+        format!("thread9 proc {id}"),
+        super::sched::PROC_OS_STACK,
+        Box::new(move || {
             let t = t;
             let local = ProcLocal::new(shared);
             local.enter(|| {
                 local.launch(t.0, f, stacksize);
                 super::sched::run_proc(&local);
             });
-        });
+        }),
+    );
     match spawned {
         Ok(h) => prog.keep_handle(h),
         Err(e) => panic!(

@@ -5,8 +5,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::thread::JoinHandle;
 
+use super::osthread::OsThread;
 use super::procs::{self, ProcLocal, ProcShared};
 use super::{deadlock, exit, fault, sched};
 use crate::util::futex;
@@ -28,7 +28,7 @@ pub(crate) struct Program {
     exit_status: Mutex<Option<String>>,
     /// Status of the last thread to exit.
     last_status: Mutex<Option<String>>,
-    handles: Mutex<Vec<JoinHandle<()>>>,
+    handles: Mutex<Vec<OsThread>>,
     /// Things that may wake a thread from outside any proc (a child
     /// process being waited for, a timer); while any exist there is no
     /// deadlock.
@@ -137,9 +137,18 @@ impl Program {
         }
     }
 
-    pub(crate) fn keep_handle(&self, h: JoinHandle<()>) {
+    /// Keeps a proc's OS thread for joining, and joins those that have
+    /// ended meanwhile, so that their stacks serve the next procs.
+    pub(crate) fn keep_handle(&self, h: OsThread) {
         let mut hs = lock(&self.handles);
-        hs.retain(|h| !h.is_finished());
+        let mut i = 0;
+        while i < hs.len() {
+            if hs[i].is_finished() {
+                hs.swap_remove(i).join();
+            } else {
+                i += 1;
+            }
+        }
         hs.push(h);
     }
 
@@ -177,7 +186,7 @@ impl Program {
             futex::wait(&self.live, n);
         }
         for h in std::mem::take(&mut *lock(&self.handles)) {
-            let _ = h.join();
+            h.join();
         }
     }
 

@@ -94,6 +94,12 @@ impl Stack {
     pub(crate) fn guard(&self) -> (usize, usize) {
         (self.bottom, self.limit)
     }
+
+    /// The usable range below the start, `[low, high)`, for code that
+    /// runs on the stack without a coroutine (a proc's OS thread).
+    pub(crate) fn span(&self) -> (usize, usize) {
+        (self.limit, self.base)
+    }
 }
 
 /// How far below its slot's top the `n`th stack of a class begins, in
@@ -357,12 +363,7 @@ impl Cache {
                 return s;
             }
         }
-        let mut pool = pool();
-        let c = class(&mut pool, size);
-        match c.free.pop() {
-            Some(s) => s,
-            None => c.carve(),
-        }
+        take(size)
     }
 
     pub(crate) fn put(&mut self, s: Stack) {
@@ -381,6 +382,22 @@ impl Cache {
             give_back(size, spill);
         }
     }
+}
+
+/// A stack of `size` bytes (a [`usable_size`]) from the shared pool: a
+/// freed one when there is one, else a new slot.
+pub(crate) fn take(size: usize) -> Stack {
+    let mut pool = pool();
+    let c = class(&mut pool, size);
+    match c.free.pop() {
+        Some(s) => s,
+        None => c.carve(),
+    }
+}
+
+/// Returns a stack nothing runs on any more to the shared pool.
+pub(crate) fn give(s: Stack) {
+    give_back(s.size(), vec![s]);
 }
 
 fn give_back(size: usize, stacks: Vec<Stack>) {
