@@ -223,6 +223,25 @@ fn procs_are_os_threads() {
 }
 
 #[test]
+fn a_procs_os_thread_is_named_for_its_first_thread() {
+    run(|| {
+        let c = Chan::new(0);
+        let d = c.clone();
+        let id = proccreate(
+            move || {
+                let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+                d.send(comm.trim_end().to_string()).unwrap();
+            },
+            0,
+        );
+        let want = format!("thread9 proc {id}");
+        // The kernel keeps 15 bytes of a name.
+        assert_eq!(c.recv().unwrap(), want[..want.len().min(15)]);
+    })
+    .unwrap();
+}
+
+#[test]
 fn threadexits_unwinds_the_stack() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();

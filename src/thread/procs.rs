@@ -504,6 +504,11 @@ impl ProcLocal {
 /// `f` must be `Send`: it runs in parallel with the caller, so the compiler
 /// holds you to Plan 9's rule that procs share only what is safe to share.
 ///
+/// The OS thread is named `thread9 proc <id>` (what `ps -L` and debuggers
+/// show, cut to the kernel's 15 bytes). `stacksize` is the stack of the
+/// thread running `f`, as for [`threadcreate`](crate::threadcreate); the
+/// proc's scheduler has a stack of its own.
+///
 /// ```
 /// thread9::run(|| {
 ///     let c = thread9::Chan::new(0);

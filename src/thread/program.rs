@@ -140,16 +140,24 @@ impl Program {
     /// Keeps a proc's OS thread for joining, and joins those that have
     /// ended meanwhile, so that their stacks serve the next procs.
     pub(crate) fn keep_handle(&self, h: OsThread) {
-        let mut hs = lock(&self.handles);
-        let mut i = 0;
-        while i < hs.len() {
-            if hs[i].is_finished() {
-                hs.swap_remove(i).join();
-            } else {
-                i += 1;
+        let mut ended = Vec::new();
+        {
+            let mut hs = lock(&self.handles);
+            let mut i = 0;
+            while i < hs.len() {
+                if hs[i].is_finished() {
+                    ended.push(hs.swap_remove(i));
+                } else {
+                    i += 1;
+                }
             }
+            hs.push(h);
         }
-        hs.push(h);
+        // Outside the lock: a join waits for the thread's thread-local
+        // destructors, which may take their time.
+        for h in ended {
+            h.join();
+        }
     }
 
     pub(crate) fn set_last_status(&self, s: String) {
