@@ -147,6 +147,33 @@ fn a_procs_own_stack_overflowing_is_reported_and_aborts() {
     assert_eq!(common::signal(&o), Some(libc::SIGABRT), "{err}");
 }
 
+thread_local! {
+    /// Static thread-local storage larger than a proc's own stack: the C
+    /// library puts it at the top of every OS thread's stack.
+    static BIG: std::cell::RefCell<[u8; 300 << 10]> = const { std::cell::RefCell::new([0; 300 << 10]) };
+}
+
+#[test]
+fn procs_start_whatever_the_size_of_thread_local_storage() {
+    run(|| {
+        let c = Chan::new(0);
+        for i in 0..3u8 {
+            let c = c.clone();
+            proccreate(
+                move || {
+                    BIG.with_borrow_mut(|b| b[(300 << 10) - 1] = i);
+                    c.send(BIG.with_borrow(|b| b[(300 << 10) - 1])).unwrap();
+                },
+                0,
+            );
+        }
+        let mut got: Vec<u8> = (0..3).map(|_| c.recv().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, [0, 1, 2]);
+    })
+    .unwrap();
+}
+
 #[test]
 fn small_stack_requests_get_the_floor() {
     // Plan 9 code asks for 8192 bytes; the floor is 32 KiB, enough for this.

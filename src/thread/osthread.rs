@@ -23,8 +23,8 @@ use std::cell::Cell;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::stack::{self, Stack};
 
@@ -59,14 +59,14 @@ struct Start {
 }
 
 /// Starts `f` on a new OS thread named `name` (as much of it as the kernel
-/// keeps, 15 bytes) with a stack of `size` bytes (a
-/// [`stack::usable_size`]), guard included.
+/// keeps, 15 bytes) with a stack of at least `size` bytes for `f`, beside
+/// the thread's static thread-local storage, and a guard below.
 pub(crate) fn spawn(
     name: String,
     size: usize,
     f: Box<dyn FnOnce() + Send>,
 ) -> io::Result<OsThread> {
-    let stack = stack::take(size);
+    let stack = stack::take(stack::usable_size(size + static_tls()));
     let (low, high) = stack.span();
     let done = Arc::new(AtomicBool::new(false));
     let start = Box::into_raw(Box::new(Start {
@@ -100,6 +100,42 @@ pub(crate) fn spawn(
         thread,
         stack: Some(stack),
         done,
+    })
+}
+
+/// Bytes of static thread-local storage: the C library carves every
+/// thread's block of it (the `PT_TLS` segments of the objects loaded at
+/// start, each aligned) out of the top of the stack it is given, so a
+/// stack we provide must hold that on top of what the thread itself needs.
+/// std adds the same to the stacks it maps.
+fn static_tls() -> usize {
+    static TLS: OnceLock<usize> = OnceLock::new();
+    *TLS.get_or_init(|| {
+        extern "C" fn add(
+            info: *mut libc::dl_phdr_info,
+            _size: usize,
+            total: *mut libc::c_void,
+        ) -> libc::c_int {
+            // SAFETY: the loader passes a valid `info` whose `dlpi_phdr`
+            // has `dlpi_phnum` entries, and `total` is the `usize` below.
+            unsafe {
+                let info = &*info;
+                let total = &mut *total.cast::<usize>();
+                for i in 0..info.dlpi_phnum as usize {
+                    let ph = &*info.dlpi_phdr.add(i);
+                    if ph.p_type == libc::PT_TLS {
+                        let align = (ph.p_align as usize).max(1);
+                        *total = (*total + ph.p_memsz as usize).next_multiple_of(align);
+                    }
+                }
+            }
+            0
+        }
+        let mut total = 0usize;
+        // SAFETY: `add` matches the callback type and only reads what the
+        // loader hands it; `total` outlives the call.
+        unsafe { libc::dl_iterate_phdr(Some(add), (&mut total as *mut usize).cast()) };
+        total
     })
 }
 

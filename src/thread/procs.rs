@@ -537,12 +537,13 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
     if prog.exiting() {
         t.get().kill();
     }
+    let proc = shared.clone();
     let spawned = super::osthread::spawn(
         format!("thread9 proc {id}"),
         super::sched::PROC_OS_STACK,
         Box::new(move || {
             let t = t;
-            let local = ProcLocal::new(shared);
+            let local = ProcLocal::new(proc);
             local.enter(|| {
                 local.launch(t.0, f, stacksize);
                 super::sched::run_proc(&local);
@@ -551,10 +552,16 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
     );
     match spawned {
         Ok(h) => prog.keep_handle(h),
-        Err(e) => panic!(
-            "thread9: proccreate: cannot start an OS thread: {e} (check `ulimit -u` \
-             and /proc/sys/kernel/threads-max)"
-        ),
+        Err(e) => {
+            // The proc will never run: count it out, or the program would
+            // wait for it forever after this panic. Its thread's record
+            // stays allocated, since a dump may be reading it.
+            prog.remove_proc(&shared);
+            panic!(
+                "thread9: proccreate: cannot start an OS thread: {e} (check `ulimit -u` \
+                 and /proc/sys/kernel/threads-max)"
+            )
+        }
     }
     id
 }
