@@ -119,15 +119,19 @@ fn scenario_proc_overflow() {
         let d = c.clone();
         proccreate(
             move || {
-                d.send(thread9::threadpid(thread9::threadid()).unwrap())
-                    .unwrap();
                 // Dropped by the proc when its last thread has gone, on
                 // the proc's own stack.
                 procdata::<Deep, _>(|p| *p = Some(Deep));
+                d.send(thread9::threadpid(thread9::threadid()).unwrap())
+                    .unwrap();
+                // The overflow must wait for the parent's report of the
+                // proc's id, or it can abort the process first.
+                d.recv().unwrap();
             },
             0,
         );
         println!("proc {}", c.recv().unwrap());
+        c.send(0).unwrap();
         // The overflow aborts the process long before this ends.
         std::thread::sleep(std::time::Duration::from_secs(60));
     })
