@@ -241,6 +241,87 @@ fn a_procs_os_thread_is_named_for_its_first_thread() {
     .unwrap();
 }
 
+/// Makes every later attempt of the calling OS thread to start another
+/// fail as if the system were out of threads (`EAGAIN`), with a seccomp
+/// filter on `clone3` and `clone`. Other OS threads are not affected.
+#[cfg(target_arch = "x86_64")]
+fn refuse_new_os_threads() {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let eagain = libc::SECCOMP_RET_ERRNO | libc::EAGAIN as u32;
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let mut prog = [
+        // seccomp_data: the call's number at offset 0, the arch at 4.
+        stmt(load, 4),
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(load, 0),
+        jeq(libc::SYS_clone3 as u32, 2, 0),
+        jeq(libc::SYS_clone as u32, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(ret, eagain),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: no_new_privs only restricts this process; the filter program
+    // is well formed and outlives the call, which copies it.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let r = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        );
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+#[test]
+#[ignore = "a scenario run in a child process by a_proc_that_cannot_start_ends_the_program_with_the_reason"]
+#[cfg(target_arch = "x86_64")]
+fn scenario_no_os_threads() {
+    if !common::is_child("scenario_no_os_threads") {
+        return;
+    }
+    // A regression would hang the program, waiting for a proc that never
+    // started: fail instead.
+    let _w = common::watchdog("a program whose proc could not start", 30);
+    let r = run(|| {
+        refuse_new_os_threads();
+        proccreate(|| {}, 0);
+        unreachable!("proccreate returned without a proc");
+    });
+    println!("status {}", r.unwrap_err());
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn a_proc_that_cannot_start_ends_the_program_with_the_reason() {
+    let o = common::child("scenario_no_os_threads");
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let want = format!(
+        "panic: thread9: proccreate: cannot start an OS thread: {} (check `ulimit -u` \
+         and /proc/sys/kernel/threads-max)",
+        std::io::Error::from_raw_os_error(libc::EAGAIN)
+    );
+    assert_eq!(common::reported(&o, "status "), [want], "{err}");
+}
+
 #[test]
 fn threadexits_unwinds_the_stack() {
     let dropped = Arc::new(AtomicUsize::new(0));
