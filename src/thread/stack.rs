@@ -34,6 +34,7 @@
 //!   L2 (512 KiB, 8 ways) as the last level, the sieve's misses there fell
 //!   from seven per hop to four.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -174,7 +175,9 @@ unsafe impl corosensei::stack::Stack for StackRef {
 
 struct Class {
     size: usize,
-    free: Vec<Stack>,
+    /// Free stacks: those that kept their pages at the back, where `take`
+    /// looks first, and those that gave them back at the front.
+    free: VecDeque<Stack>,
     /// Next unused slot of the current slab, and the slab's end.
     next: usize,
     /// Slots carved so far, for their colours.
@@ -247,7 +250,7 @@ impl Class {
     fn new(size: usize) -> Class {
         Class {
             size,
-            free: Vec::new(),
+            free: VecDeque::new(),
             next: 0,
             carved: 0,
             end: 0,
@@ -392,7 +395,7 @@ impl Cache {
 pub(crate) fn take(size: usize) -> Stack {
     let mut pool = pool();
     let c = class(&mut pool, size);
-    match c.free.pop() {
+    match c.free.pop_back() {
         Some(s) => s,
         None => c.carve(),
     }
@@ -421,10 +424,15 @@ fn give_back(size: usize, stacks: Vec<Stack>) {
     let c = class(&mut pool, size);
     let keep = keep_resident(size);
     for s in stacks {
+        // A released stack goes behind the resident ones, so that a thread
+        // gets one whose pages are still there while any is left: pages
+        // the kernel has taken cost a fault each to get back.
         if c.free.len() >= keep {
             release_pages(&s);
+            c.free.push_front(s);
+        } else {
+            c.free.push_back(s);
         }
-        c.free.push(s);
     }
 }
 
@@ -502,6 +510,23 @@ mod tests {
             assert!(bytes <= (KEEP_RESIDENT * size).max(KEEP_RESIDENT_BYTES));
             assert!(keep_resident(size) >= KEEP_RESIDENT);
         }
+    }
+
+    #[test]
+    fn stacks_that_kept_their_pages_are_taken_before_released_ones() {
+        // A size no other test asks for: the class is this test's alone.
+        let size = MIN_STACK + 5 * PAGE;
+        let keep = keep_resident(size);
+        let stacks: Vec<Stack> = (0..keep + 2).map(|_| take(size)).collect();
+        let resident: Vec<usize> = stacks[..keep].iter().map(|s| s.base).collect();
+        let released: Vec<usize> = stacks[keep..].iter().map(|s| s.base).collect();
+        give_back(size, stacks);
+        let again: Vec<Stack> = (0..keep + 2).map(|_| take(size)).collect();
+        let bases: Vec<usize> = again.iter().map(|s| s.base).collect();
+        // The resident last in, first out; then the released, oldest first.
+        let want: Vec<usize> = resident.iter().rev().chain(&released).copied().collect();
+        assert_eq!(bases, want);
+        give_back(size, again);
     }
 
     #[test]
