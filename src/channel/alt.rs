@@ -29,7 +29,7 @@ use std::ptr;
 use super::chan::{Chan, Inner, Waits};
 use super::error::AltError;
 use crate::thread::wait::{Block, Me, Outcome, Waiter};
-use crate::thread::waitq::{Entry, Header};
+use crate::thread::waitq::{Entry, Header, Held};
 use crate::util::rng;
 
 /// What an alt needs of a channel, with its element type erased.
@@ -629,23 +629,35 @@ impl<'a> Alt<'a> {
         // Borrows only the fields `live` reads, so that the ones written
         // before parking stay free.
         let live = AltWait::live_in(n, &w.live, &w.spill);
+        // How each channel was entered (`held[k]` for the first of its
+        // entries in `live`), which is how it must be left.
+        let mut small_held = [MaybeUninit::<Held>::uninit(); INLINE];
+        let mut heap_held: Vec<MaybeUninit<Held>>;
+        let held = if n <= INLINE {
+            &mut small_held[..]
+        } else {
+            heap_held = Vec::with_capacity(n);
+            heap_held.resize(n, MaybeUninit::uninit());
+            &mut heap_held[..]
+        };
         let mut last = ptr::null();
-        for &i in live {
+        for (k, &i) in live.iter().enumerate() {
             let e = entry(i);
             if e.hdr != last {
                 // SAFETY: the header lives as long as the channel, which
-                // the alt borrows; left by `leave_all`.
-                let _ = unsafe { Waits::enter(e.hdr, me) };
+                // the alt borrows; left by `leave_all`. k < n = held.len().
+                unsafe { held.get_unchecked_mut(k).write(Waits::enter(e.hdr, me)) };
                 last = e.hdr;
             }
         }
+        let held = &*held;
         let leave_all = || {
             let mut last = ptr::null();
-            for &i in live {
+            for (k, &i) in live.iter().enumerate() {
                 let h = entry(i).hdr;
                 if h != last {
-                    // SAFETY: entered above.
-                    unsafe { (*h).leave_entered() };
+                    // SAFETY: entered above, which wrote `held[k]`.
+                    unsafe { (*h).leave(held.get_unchecked(k).assume_init()) };
                     last = h;
                 }
             }
@@ -689,18 +701,16 @@ impl<'a> Alt<'a> {
         let (hl, hh) = (es[lo].hdr, es[hi].hdr);
         // SAFETY: the headers live as long as the channels, which the alt
         // borrows; left by `leave`.
-        unsafe {
-            let _ = Waits::enter(hl, me);
-            if hh != hl {
-                let _ = Waits::enter(hh, me);
-            }
-        }
+        let (held_lo, held_hi) = unsafe {
+            let l = Waits::enter(hl, me);
+            (l, (hh != hl).then(|| Waits::enter(hh, me)))
+        };
         let leave = || {
-            // SAFETY: entered above.
+            // SAFETY: entered above, as `held_lo` and `held_hi` say.
             unsafe {
-                (*hl).leave_entered();
-                if hh != hl {
-                    (*hh).leave_entered();
+                (*hl).leave(held_lo);
+                if let Some(h) = held_hi {
+                    (*hh).leave(h);
                 }
             }
         };

@@ -316,13 +316,6 @@ impl Header {
     pub(crate) fn leave(&self, h: Held) {
         self.lock.leave(h.entered);
     }
-
-    /// Leaves a critical section the caller is in, without its token
-    /// (see [`BiasedLock::leave_entered`]).
-    #[inline(always)]
-    pub(crate) fn leave_entered(&self) {
-        self.lock.leave_entered();
-    }
 }
 
 /// Tells every thread blocked in `q` that an outsider may wake it now.

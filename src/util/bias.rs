@@ -31,7 +31,10 @@ const BIAS_AFTER: u32 = 8;
 /// that only looks at another proc's data.
 pub(crate) const NO_PROC: u64 = u64::MAX;
 
-/// How a lock was entered; give it back to [`BiasedLock::leave`].
+/// How a lock was entered; give it back to [`BiasedLock::leave`]. It is the
+/// only sure record of that: the biased proc sets `busy` before it checks
+/// that it is still biased, so `busy` can be set for a moment while another
+/// proc holds the lock.
 #[must_use]
 #[derive(Clone, Copy)]
 pub(crate) struct Entered {
@@ -145,17 +148,6 @@ impl BiasedLock {
     }
 }
 
-impl BiasedLock {
-    /// Leaves a critical section without the token from `enter`. Only the
-    /// biased proc ever sets `busy`, and only while it is inside; so the
-    /// caller, being inside, entered biased exactly when `busy` is set.
-    #[inline(always)]
-    pub(crate) fn leave_entered(&self) {
-        let biased = self.busy.load(Ordering::Relaxed);
-        self.leave(Entered { biased });
-    }
-}
-
 /// Data guarded by a [`BiasedLock`] that re-biases to its owner.
 pub(crate) struct Biased<T> {
     lock: BiasedLock,
@@ -253,5 +245,34 @@ mod tests {
         assert_eq!(c.lock.bias.load(Ordering::Relaxed), 0, "revoked for good");
         // SAFETY: both parties are done.
         assert_eq!(unsafe { *c.n.get() }, N * 2 + u64::from(BIAS_AFTER) + 1);
+    }
+
+    #[test]
+    fn a_locked_entry_is_left_by_its_token_whatever_busy_says() {
+        // The biased proc sets `busy` before it re-checks `bias`, so after
+        // a revocation it can set `busy` for a moment while someone else
+        // holds the lock. Inferring "entered biased" from `busy` then
+        // leaves the lock held for ever (an alt once did that).
+        if !membarrier::wait_registered() {
+            return; // no biasing on this kernel
+        }
+        let c = Counter {
+            lock: BiasedLock::new(false),
+            n: UnsafeCell::new(0),
+        };
+        for _ in 0..BIAS_AFTER + 1 {
+            bump(&c, 1);
+        }
+        assert_eq!(c.lock.bias.load(Ordering::Relaxed), 1, "biased to proc 1");
+        let e = c.lock.enter(2); // revokes, takes the lock
+        assert!(!e.biased);
+        c.lock.busy.store(true, Ordering::Relaxed); // proc 1, between its load and re-check
+        c.lock.leave(e);
+        assert!(c.lock.lock.try_lock(), "the lock was given back");
+        // SAFETY: taken just above.
+        unsafe { c.lock.lock.unlock() };
+        c.lock.busy.store(false, Ordering::Release); // proc 1's re-check fails
+        bump(&c, 1);
+        bump(&c, 2);
     }
 }
