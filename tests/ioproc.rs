@@ -151,6 +151,33 @@ fn interrupt_later(io: &Ioproc, ms: u64) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// Bytes waiting in the pipe whose read end is `fd`.
+fn pipe_holds(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer.
+    assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }, 0);
+    n as usize
+}
+
+/// Interrupts `io` from another OS thread once `ready()` holds (checked
+/// every 200 µs, for up to a minute): a call interrupted before it begins
+/// fails without running, so a test of what an interrupt does to a call in
+/// progress must wait until the call shows that it is in progress.
+fn interrupt_when(
+    io: &Ioproc,
+    ready: impl Fn() -> bool + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let io = io.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            assert!(Instant::now() < deadline, "the call never got going");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        io.interrupt();
+    })
+}
+
 #[test]
 fn interrupt_ends_a_blocked_pipe_read() {
     run(|| {
@@ -168,6 +195,37 @@ fn interrupt_ends_a_blocked_pipe_read() {
         assert_eq!(io.read(&r2, &mut [0u8; 1]).unwrap(), 1);
     })
     .unwrap();
+}
+
+#[test]
+fn interrupt_ends_a_write_larger_than_the_pipe_has_room_for() {
+    // POLLOUT only says the pipe has some room; a write of more than that
+    // blocks inside write(2), where the interrupt must still reach it. It
+    // ends with the count that went in, and every counted byte is there.
+    let (r, w) = pipe();
+    let rfd = r.as_raw_fd();
+    let wrote = Arc::new(Mutex::new(0));
+    let w2 = wrote.clone();
+    run(move || {
+        let io = Ioproc::new();
+        let big = vec![7u8; 4 << 20]; // far more than a pipe holds
+        // Once bytes are in the pipe, the write is under way.
+        let t = interrupt_when(&io, move || pipe_holds(rfd) > 0);
+        let start = Instant::now();
+        let n = io.write(&w, &big).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(n > 0 && n < big.len(), "wrote {n} of {}", big.len());
+        t.join().unwrap();
+        // The interrupt ended that call and is used up.
+        io.sleep(1).unwrap();
+        *w2.lock().unwrap() = n;
+    })
+    .unwrap();
+    let n = *wrote.lock().unwrap();
+    let mut got = Vec::new();
+    std::fs::File::from(r).read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), n, "the count is what the pipe received");
+    assert!(got.iter().all(|&b| b == 7));
 }
 
 #[test]
@@ -290,7 +348,10 @@ fn readn_does_not_retry_after_an_interrupt() {
         let io = Ioproc::new();
         let (r, w) = pipe();
         Ioproc::new().write(&w, b"abc").unwrap();
-        let t = interrupt_later(&io, 100);
+        // Once the pipe is empty again, the readn has its 3 bytes and
+        // waits for more.
+        let rfd = r.as_raw_fd();
+        let t = interrupt_when(&io, move || pipe_holds(rfd) == 0);
         let mut buf = [0u8; 10];
         assert_eq!(
             io.readn(&r, &mut buf).unwrap(),
@@ -603,6 +664,67 @@ fn a_caller_shows_in_dumps_as_in_an_ioproc_call() {
             "the ioproc's own thread is listed: {dump}"
         );
         io.interrupt();
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_group_interrupt_does_not_end_an_idle_ioproc() {
+    // The ioproc's thread is in its creator's group; `threadintgrp` on
+    // that group interrupts waits, and the ioproc's wait for requests is
+    // not one that should end.
+    run(|| {
+        let io = Ioproc::new();
+        io.sleep(1).unwrap();
+        // Wait until its thread waits for the next request, or the
+        // interrupt would find nothing to interrupt.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut dump = thread9::threaddump();
+        while !dump.contains("(ioproc): recv on ioproc ") {
+            assert!(Instant::now() < deadline, "{dump}");
+            std::thread::sleep(Duration::from_micros(200));
+            dump = thread9::threaddump();
+        }
+        thread9::threadintgrp(0);
+        // The interrupt reaches the ioproc's proc asynchronously; a request
+        // sent at once could win the race and be received before it. Give
+        // it time to land (a late landing only makes the test weaker, never
+        // makes it fail).
+        std::thread::sleep(Duration::from_millis(100));
+        io.sleep(1).unwrap();
+        assert_eq!(io.call(|| 42), 42);
+    })
+    .unwrap();
+}
+
+#[test]
+fn open_takes_plan9_modes_unix_flags_and_a_mix() {
+    run(|| {
+        let io = Ioproc::new();
+        let dir = std::env::temp_dir().join(format!("thread9-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("made");
+        // Unix flags: O_CREAT (Plan 9's ORCLOSE bit) creates.
+        let fd = io.open(&path, libc::O_WRONLY | libc::O_CREAT).unwrap();
+        assert_eq!(io.write(&fd, b"first").unwrap(), 5);
+        io.close(fd).unwrap();
+        // Plan 9's OWRITE|OTRUNC with Unix's O_APPEND.
+        let fd = io.open(&path, 1 | 0x10 | libc::O_APPEND).unwrap();
+        assert_eq!(io.write(&fd, b"x").unwrap(), 1);
+        assert_eq!(io.write(&fd, b"y").unwrap(), 1);
+        io.close(fd).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"xy");
+        // O_EXCL on an existing file is refused by the kernel, not by us.
+        let e = io
+            .open(&path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        // OEXEC opens for reading.
+        let fd = io.open(&path, 3).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(io.read(&fd, &mut buf).unwrap(), 2);
+        io.close(fd).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     })
     .unwrap();
 }

@@ -188,14 +188,34 @@ impl IoState {
     /// that cannot wait in `ppoll`. Interrupts pending during `f` are
     /// re-sent until it returns; when it does, they are consumed.
     pub(crate) fn unmasked<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
-        struct Remask<'a>(&'a Arc<IoState>);
+        struct Consume<'a>(&'a IoState);
+        impl Drop for Consume<'_> {
+            fn drop(&mut self) {
+                self.0.take_pending();
+            }
+        }
+        let _consume = Consume(self);
+        self.signalled(f)
+    }
+
+    /// Runs `f` with the interrupt signal unblocked, like [`unmasked`], but
+    /// leaves an interrupt pending when `f` returns, so that the wait of
+    /// the same call that comes next fails at once. For a system call made
+    /// after `ppoll` said its descriptor was ready, which can block all the
+    /// same: a write larger than the room in a pipe or socket buffer, or a
+    /// read whose data another reader took first.
+    ///
+    /// [`unmasked`]: IoState::unmasked
+    pub(crate) fn signalled<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
+        struct Remask<'a>(&'a IoState);
         impl Drop for Remask<'_> {
             fn drop(&mut self) {
                 set_blocked(libc::SIG_BLOCK);
                 self.0.unmasked.store(false, Ordering::SeqCst);
-                self.0.take_pending();
             }
         }
+        // Either `interrupt` sees `unmasked` and starts the resender, or we
+        // see its `pending` here (both are SeqCst).
         self.unmasked.store(true, Ordering::SeqCst);
         let _remask = Remask(self);
         if self.pending.load(Ordering::SeqCst) {

@@ -143,7 +143,16 @@ fn serve(st: Arc<IoState>, req: Chan<Req>, done: Chan<()>) {
         }
     }
     let _stop = Stop(st.clone(), req.clone());
-    while let Ok(r) = req.recv() {
+    loop {
+        let r = match req.recv() {
+            Ok(r) => r,
+            // A group interrupt (`threadintgrp` on the group this thread
+            // inherited from its creator) is aimed at waits, and this is
+            // not one that should end: only closing the requests ends the
+            // ioproc. (A kill still does, at this receive, as 9front's.)
+            Err(RecvError::Interrupted) => continue,
+            Err(RecvError::Closed) => break,
+        };
         // SAFETY: the caller handed over its slot and waits on `done`.
         unsafe { (r.run)(r.slot, &st) };
         // The caller waits for this even when killed; so must we: keep
@@ -262,15 +271,19 @@ impl Ioproc {
     }
 
     /// A typed operation: fails with Interrupted without running if an
-    /// interrupt is pending.
+    /// interrupt is pending. An interrupt that comes while it runs is used
+    /// up when it returns, whether or not it stopped the call (it may come
+    /// too late to: a read that already has its data returns it), so that
+    /// it cannot fail the next call too.
     fn io<R: Send>(&self, f: impl FnOnce(&Arc<IoState>) -> io::Result<R> + Send) -> io::Result<R> {
         let r = self.exec(
             move |st| {
                 if st.take_pending() {
-                    Err(interrupted())
-                } else {
-                    f(st)
+                    return Err(interrupted());
                 }
+                let r = f(st);
+                st.take_pending();
+                r
             },
             true,
         );
@@ -302,12 +315,15 @@ impl Ioproc {
     /// ```
     ///
     /// # Panics
-    /// If the ioproc has ended because its program is exiting.
+    /// If the ioproc has ended: its program is exiting, or its thread was
+    /// killed (`threadkillgrp` on the group it inherited from its creator).
     pub fn call<R: Send, F: FnOnce() -> R + Send>(&self, f: F) -> R {
         match self.exec(move |st| st.unmasked(f), false) {
             Ok(r) => r,
             Err(ExecError::Gone) => {
-                panic!("thread9: Ioproc::call on an ioproc that has ended (its program is exiting)")
+                panic!(
+                    "thread9: Ioproc::call on an ioproc that has ended (its thread was killed, or its program is exiting)"
+                )
             }
             Err(ExecError::Interrupted) => {
                 unreachable!("thread9: an untyped call is never abandoned")
@@ -316,7 +332,11 @@ impl Ioproc {
     }
 
     /// Opens `path` (Plan 9's `ioopen`). `omode` is a Plan 9 mode (OREAD 0,
-    /// OWRITE 1, ORDWR 2, plus OTRUNC 0x10), or Unix `O_*` flags.
+    /// OWRITE 1, ORDWR 2, OEXEC 3, plus OTRUNC 0x10), Unix `O_*` flags, or
+    /// a mix: the access mode and 0x10 are read as Plan 9's, every other
+    /// bit as a Unix flag. Plan 9's ORCLOSE has the value of `O_CREAT`, and
+    /// means `O_CREAT` here (Unix has no remove-on-close); a file it
+    /// creates gets mode 0666 less the umask.
     ///
     /// ```
     /// use thread9::srv::fcall::{OTRUNC, OWRITE};
@@ -553,7 +573,7 @@ impl Ioproc {
 fn gone() -> io::Error {
     io::Error::new(
         io::ErrorKind::BrokenPipe,
-        "thread9: the ioproc has ended (its program is exiting)",
+        "thread9: the ioproc has ended (its thread was killed, or its program is exiting)",
     )
 }
 
@@ -569,5 +589,28 @@ impl fmt::Debug for Ioproc {
             .field("name", &self.sh.done.name())
             .field("tid", &self.sh.st.tid.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupt_during_a_call_that_succeeds_is_used_up_by_it() {
+        // 9front clears a pending interrupt when the call returns. Here the
+        // interrupt comes while the call runs (from inside it, so that it
+        // cannot come before or after) and the call succeeds anyway.
+        crate::run(|| {
+            let io = Ioproc::new();
+            let r = io.io(|st| {
+                st.interrupt();
+                Ok(5)
+            });
+            assert_eq!(r.unwrap(), 5);
+            io.sleep(1)
+                .expect("the interrupt went with the call it came during");
+        })
+        .unwrap();
     }
 }

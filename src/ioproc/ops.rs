@@ -35,13 +35,28 @@ fn ready(st: &IoState, fd: RawFd, events: libc::c_short) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn read(st: &IoState, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+/// Makes a system call that `ppoll` said would not block, with the
+/// interrupt signal unblocked all the same (see [`IoState::signalled`]):
+/// a write may be larger than the room `POLLOUT` promised, and another
+/// reader of the same pipe or socket may have taken what `POLLIN` saw.
+/// An EINTR comes back as `None`: the caller's next wait then fails if the
+/// interrupt was ours, and waits again if it was some other signal's.
+fn syscall(st: &Arc<IoState>, f: impl FnOnce() -> isize) -> Option<io::Result<usize>> {
+    match cvt(st.signalled(f)) {
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => None,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None, // a non-blocking fd raced
+        r => Some(r),
+    }
+}
+
+pub(crate) fn read(st: &Arc<IoState>, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         ready(st, fd, libc::POLLIN)?;
         // SAFETY: `buf` is valid for writes of its length.
-        match cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue, // a non-blocking fd raced
-            r => return r,
+        if let Some(r) = syscall(st, || unsafe {
+            libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
+        }) {
+            return r;
         }
     }
 }
@@ -49,7 +64,7 @@ pub(crate) fn read(st: &IoState, fd: RawFd, buf: &mut [u8]) -> io::Result<usize>
 /// Reads until `buf` is full, end of file, or an error. An error (an
 /// interrupt included) after some bytes ends the read with those bytes, as
 /// Plan 9's readn does; it is not retried.
-pub(crate) fn readn(st: &IoState, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn readn(st: &Arc<IoState>, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match read(st, fd, &mut buf[n..]) {
@@ -62,20 +77,23 @@ pub(crate) fn readn(st: &IoState, fd: RawFd, buf: &mut [u8]) -> io::Result<usize
     Ok(n)
 }
 
-/// Writes all of `buf` (a pipe or socket may take it in parts). An error
-/// after some bytes ends the write with that count.
-pub(crate) fn write(st: &IoState, fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+/// Writes all of `buf` (a pipe or socket may take it in parts). An error,
+/// an interrupt included, after some bytes ends the write with that count.
+pub(crate) fn write(st: &Arc<IoState>, fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        let r = ready(st, fd, libc::POLLOUT).and_then(|()| {
-            // SAFETY: the range is within `buf`.
-            cvt(unsafe { libc::write(fd, buf[n..].as_ptr().cast(), buf.len() - n) })
+        let r = ready(st, fd, libc::POLLOUT).map(|()| {
+            let rest = &buf[n..];
+            // SAFETY: `rest` is valid for reads of its length.
+            syscall(st, || unsafe {
+                libc::write(fd, rest.as_ptr().cast(), rest.len())
+            })
         });
         match r {
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if n == 0 => return Err(e),
-            Err(_) => break,
+            Ok(None) => {}
+            Ok(Some(Ok(k))) => n += k,
+            Ok(Some(Err(e))) | Err(e) if n == 0 => return Err(e),
+            Ok(Some(Err(_))) | Err(_) => break,
         }
     }
     Ok(n)
@@ -83,29 +101,28 @@ pub(crate) fn write(st: &IoState, fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 
 /// Accepts a connection on listening socket `fd`. The new descriptor is
 /// close-on-exec and blocking, like any freshly accepted socket.
-pub(crate) fn accept(st: &IoState, fd: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn accept(st: &Arc<IoState>, fd: RawFd) -> io::Result<OwnedFd> {
     loop {
         ready(st, fd, libc::POLLIN)?;
         // SAFETY: null address arguments ask for no peer address; the
         // flags are valid for accept4.
-        let r = unsafe {
+        let r = syscall(st, || unsafe {
             libc::accept4(
                 fd,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 libc::SOCK_CLOEXEC,
-            )
-        };
-        if r >= 0 {
+            ) as isize
+        });
+        match r {
             // SAFETY: a fresh descriptor we own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(r) });
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            // Another acceptor took it, or the peer gave up before we got
-            // to it (Linux reports that as ECONNABORTED): wait again.
-            Some(libc::EAGAIN | libc::ECONNABORTED | libc::EINTR) => {}
-            _ => return Err(e),
+            Some(Ok(fd)) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            // The peer gave up before we got to it (Linux reports that as
+            // ECONNABORTED): wait again. (Another acceptor taking it first
+            // is EAGAIN on a non-blocking socket, which `syscall` retries.)
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
     }
 }
@@ -115,23 +132,19 @@ pub(crate) fn sleep(st: &IoState, ms: u64) -> io::Result<()> {
         .map(|_| ())
 }
 
-/// Plan 9 open modes: OREAD 0, OWRITE 1, ORDWR 2, OEXEC 3, with OTRUNC
-/// 0x10 and ORCLOSE 0x40 (remove on close is not supported on Unix and is
-/// refused); anything else is passed on as Unix open flags, so callers may
-/// also use `libc::O_*` values directly.
-fn open_flags(omode: i32) -> io::Result<libc::c_int> {
+/// Open modes: Plan 9's access modes (OREAD 0, OWRITE 1, ORDWR 2, OEXEC 3,
+/// which opens for reading) and OTRUNC 0x10 are translated; every other
+/// bit is taken as a Unix `O_*` flag, so the two can be mixed and callers
+/// may use `libc::O_*` values directly. Plan 9's ORCLOSE (remove on
+/// close, which Unix cannot do) has the value of `O_CREAT` and so means
+/// `O_CREAT` here.
+fn open_flags(omode: i32) -> libc::c_int {
     const OTRUNC: i32 = 0x10;
-    const ORCLOSE: i32 = 0x40;
-    if omode & !(3 | OTRUNC | ORCLOSE) != 0 {
-        return Ok(omode | libc::O_CLOEXEC);
-    }
-    if omode & ORCLOSE != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "ORCLOSE is not supported on Unix",
-        ));
-    }
-    let acc = match omode & 3 {
+    // 0x10 is no Linux open flag (O_TRUNC is 0x200), so it can only be
+    // Plan 9's; `O_ACCMODE` 3 is no valid Unix access mode, so it can only
+    // be OEXEC.
+    const _: () = assert!(OTRUNC & (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) == 0);
+    let acc = match omode & libc::O_ACCMODE {
         0 | 3 => libc::O_RDONLY,
         1 => libc::O_WRONLY,
         _ => libc::O_RDWR,
@@ -141,13 +154,13 @@ fn open_flags(omode: i32) -> io::Result<libc::c_int> {
     } else {
         0
     };
-    Ok(acc | trunc | libc::O_CLOEXEC)
+    acc | trunc | omode & !(libc::O_ACCMODE | OTRUNC) | libc::O_CLOEXEC
 }
 
 /// Opens `path`. Opening can block (a FIFO waits for its other end) but
 /// cannot wait in `ppoll`, so it runs with the signal unblocked.
 pub(crate) fn open(st: &Arc<IoState>, path: &Path, omode: i32) -> io::Result<OwnedFd> {
-    let flags = open_flags(omode)?;
+    let flags = open_flags(omode);
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -156,8 +169,9 @@ pub(crate) fn open(st: &Arc<IoState>, path: &Path, omode: i32) -> io::Result<Own
     })?;
     st.unmasked(|| {
         loop {
-            // SAFETY: `c` is a NUL-terminated string; the mode argument is
-            // read only with O_CREAT, which Plan 9 modes never set.
+            // SAFETY: `c` is a NUL-terminated string; the mode argument
+            // (read only with O_CREAT) is the usual one, which the umask
+            // narrows.
             let fd = unsafe { libc::open(c.as_ptr(), flags, 0o666 as libc::c_uint) };
             if fd >= 0 {
                 // SAFETY: a fresh descriptor we own.
