@@ -581,3 +581,25 @@ fn error_values_of_interrupted_waits() {
     );
     assert_eq!(AltError::Interrupted.to_string(), "alt interrupted");
 }
+
+#[test]
+fn a_panic_in_a_procs_data_destructor_ends_the_program_with_it() {
+    // The destructor runs after the proc's last thread has ended; its
+    // panic is the program's, whether the proc is thread 1's or another.
+    struct Bad(&'static str);
+    impl Drop for Bad {
+        fn drop(&mut self) {
+            panic!("{} data destructor", self.0);
+        }
+    }
+    let _w = common::watchdog("procdata destructor panic", 60);
+    let r = run(|| {
+        proccreate(|| procdata::<Bad, _>(|p| *p = Some(Bad("a proc's"))), 0);
+    });
+    assert_eq!(r, Err("panic: a proc's data destructor".to_string()));
+    let r = run(|| procdata::<Bad, _>(|p| *p = Some(Bad("thread 1's proc's"))));
+    assert_eq!(
+        r,
+        Err("panic: thread 1's proc's data destructor".to_string())
+    );
+}

@@ -299,3 +299,31 @@ fn running_out_of_stacks_says_why() {
         "{s}"
     );
 }
+
+#[test]
+fn absurd_stack_sizes_are_refused_with_the_reason() {
+    // Rounding usize::MAX up to a page once wrapped to a tiny stack.
+    for make in [
+        |f: fn()| {
+            threadcreate(f, usize::MAX);
+        },
+        |f: fn()| {
+            proccreate(f, usize::MAX);
+        },
+    ] {
+        let r = run(move || make(|| {}));
+        let want = "panic: thread9: a stack of 18446744073709551615 bytes was asked for; \
+                    the most a thread can have is 1099511627776 (1 TiB)";
+        assert_eq!(r, Err(want.to_string()));
+    }
+    // The largest size allowed is only refused by the machine, if at all.
+    let r = run(|| {
+        threadcreate(|| {}, 1 << 40);
+    });
+    assert!(
+        r.is_ok()
+            || r.as_ref()
+                .is_err_and(|e| e.starts_with("panic: thread9: cannot allocate a")),
+        "{r:?}"
+    );
+}

@@ -66,7 +66,7 @@ pub(crate) fn spawn(
     size: usize,
     f: Box<dyn FnOnce() + Send>,
 ) -> io::Result<OsThread> {
-    let stack = stack::take(stack::usable_size(size + static_tls()));
+    let stack = stack::take(stack::usable_size(size.saturating_add(static_tls())));
     let (low, high) = stack.span();
     let done = Arc::new(AtomicBool::new(false));
     let start = Box::into_raw(Box::new(Start {

@@ -521,6 +521,10 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
     let Some(l) = local() else {
         threads::outside("proccreate");
     };
+    // A size the new proc would refuse must be refused here, in the
+    // caller: a panic there, before its scheduler runs, would leave the
+    // proc counted in its program for ever.
+    stack::usable_size(stacksize);
     let prog = l.shared.program.clone();
     let id = l.new_tid();
     let grp = threads::current_ptr();

@@ -69,8 +69,18 @@ const COLOURS: usize = 48;
 #[inline]
 pub(crate) fn usable_size(request: usize) -> usize {
     let want = if request == 0 { DEFAULT_STACK } else { request };
+    // Far beyond any machine's memory, and far enough below usize::MAX
+    // that rounding and adding the guard and colour cannot wrap around
+    // (which would make a huge request a tiny stack).
+    assert!(
+        want <= MAX_STACK,
+        "thread9: a stack of {want} bytes was asked for; the most a thread can have is {MAX_STACK} (1 TiB)"
+    );
     want.max(MIN_STACK).next_multiple_of(PAGE)
 }
+
+/// The largest stack size [`usable_size`] accepts.
+const MAX_STACK: usize = 1 << 40;
 
 /// A stack: `[bottom, limit)` is the guard, `[limit, top)` the usable
 /// part, of which the coroutine starts at `base` (the top less its
