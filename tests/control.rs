@@ -153,11 +153,13 @@ fn threadint_ends_every_kind_of_wait_in_this_proc_and_others() {
 #[test]
 fn threadint_does_not_touch_a_thread_that_is_not_blocked() {
     run(|| {
-        let c = Chan::new(1);
+        let c = Chan::new(0);
         let d = c.clone();
         let id = threadcreate(move || assert_eq!(d.recv(), Ok(7)), 0);
-        // The thread is ready (created, not yet run): nothing to interrupt.
+        // The thread is ready (created, not yet run): nothing to interrupt,
+        // and nothing kept for its first wait, which it starts now.
         threadint(id);
+        threadyield();
         c.send(7).unwrap();
         threadyield();
         // And on a finished thread, or one that never existed: a no-op.
@@ -405,9 +407,22 @@ fn groups_are_inherited_and_targeted() {
         let (c2, r) = (c.clone(), results.clone());
         proccreate(move || r.send(format!("g6: {:?}", c2.recv())).unwrap(), 0);
         threadsetgrp(0);
-        // Let them all block, then interrupt group 5 only.
-        std::thread::sleep(Duration::from_millis(100));
-        threadyield();
+        // Let them all block (the dump shows three receives), then
+        // interrupt group 5 only: an interrupt that finds a thread not yet
+        // blocked would be dropped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = thread9::threaddump();
+            if d.matches(": recv on ").count() == 3 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never all blocked:\n{d}"
+            );
+            threadyield();
+            std::thread::sleep(Duration::from_micros(200));
+        }
         threadintgrp(5);
         let mut got = vec![results.recv().unwrap(), results.recv().unwrap()];
         got.sort();

@@ -242,7 +242,8 @@ fn dump_outside_a_program_lists_running_programs() {
     rx.recv().unwrap();
     // Wait until the thread is blocked (the dump says so).
     let mut dump = String::new();
-    for _ in 0..2000 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         dump = thread9::threaddump();
         if dump.contains("(dumped): recv on") {
             break;

@@ -259,7 +259,8 @@ fn a_writer_is_not_starved_by_readers() {
 
 /// Waits (a bounded while) until `n` threads sleep on a rendez.
 fn wait_sleepers(n: usize) {
-    for _ in 0..2000 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         if thread9::threaddump().matches("rendez sleep").count() == n {
             return;
         }
