@@ -481,7 +481,11 @@ fn threadpid_names_the_procs_os_thread() {
             },
             0,
         );
+        // Asked at once, before the proc's OS thread has (likely) started:
+        // the thread exists, so its proc's id is the answer all the same.
+        let early = threadpid(other);
         let tid = c.recv().unwrap();
+        assert_eq!(early, Some(tid));
         assert_eq!(threadpid(other), Some(tid));
         assert_ne!(tid, me);
         assert_eq!(threadpid(123_456), None);

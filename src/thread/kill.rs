@@ -203,8 +203,9 @@ pub fn threadsetgrp(grp: u64) -> u64 {
 }
 
 /// The OS thread id (as `gettid` gives it, what `ps -L` shows) of the proc
-/// holding thread `id`, or None if the program has no such thread (or its
-/// proc has not started yet).
+/// holding thread `id`, or None if the program has no such thread. A proc
+/// just made by `proccreate` may not have started its OS thread yet; then
+/// this waits until it has.
 ///
 /// ```
 /// thread9::run(|| {
@@ -223,8 +224,18 @@ pub fn threadpid(id: ThreadId) -> Option<i32> {
             NO_PROC
         };
         if p.threads.lock_as(as_proc).iter().any(|r| r.get().id == id) {
-            let tid = p.tid.load(std::sync::atomic::Ordering::Relaxed);
-            return (tid != 0).then_some(tid);
+            // Set first thing on the proc's OS thread. If that thread
+            // could not start, `proccreate` takes the proc out again.
+            loop {
+                let tid = p.tid.load(std::sync::atomic::Ordering::Acquire);
+                if tid != 0 {
+                    return Some(tid);
+                }
+                if !prog.procs().iter().any(|q| std::sync::Arc::ptr_eq(q, &p)) {
+                    return None;
+                }
+                std::thread::yield_now();
+            }
         }
     }
     None
