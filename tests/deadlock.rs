@@ -257,3 +257,19 @@ fn dump_outside_a_program_lists_running_programs() {
     c.send(()).unwrap();
     assert_eq!(h.join().unwrap(), Ok(()));
 }
+
+#[test]
+fn a_channel_made_for_an_os_thread_is_no_deadlock_before_it_is_touched() {
+    // The OS thread holds its handle but touches it only later: with
+    // `new_shared` the program waits for it.
+    let r = run(|| {
+        let c = Chan::new_shared(0);
+        let d = c.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            d.send(5).unwrap();
+        });
+        assert_eq!(c.recv(), Ok(5));
+    });
+    assert_eq!(r, Ok(()));
+}

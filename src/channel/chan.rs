@@ -458,11 +458,27 @@ impl<T> Chan<T> {
         Chan::with_header(nel, Header::new())
     }
 
-    /// A channel that an OS thread outside the program will use (the 9P
-    /// client's reader thread, say): deadlock detection then knows that a
-    /// thread blocked on it may yet be woken, even before that thread has
-    /// touched it.
-    pub(crate) fn new_external(nel: usize) -> Chan<T> {
+    /// A channel, like [`Chan::new`], that a plain OS thread (one that is
+    /// no proc of the program: a `std::thread`, say) will use. Deadlock
+    /// detection counts a thread blocked on it as one that may yet be
+    /// woken, even before the OS thread has touched the channel; a channel
+    /// made with `new` counts as shared only from that first touch, so a
+    /// program whose threads all block on it before then is reported
+    /// deadlocked (nothing it knows of could wake them).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// thread9::run(|| {
+    ///     let c = thread9::Chan::new_shared(0);
+    ///     let d = c.clone();
+    ///     std::thread::spawn(move || {
+    ///         std::thread::sleep(Duration::from_millis(50)); // touches `d` only later
+    ///         d.send("from outside").unwrap();
+    ///     });
+    ///     assert_eq!(c.recv(), Ok("from outside")); // not reported as a deadlock
+    /// }).unwrap();
+    /// ```
+    pub fn new_shared(nel: usize) -> Chan<T> {
         Chan::with_header(nel, Header::new_external())
     }
 

@@ -65,7 +65,11 @@ pub(crate) fn check(prog: &Program) -> bool {
         return false;
     }
     let report = dump::format(&procs);
-    eprint!("thread9: deadlock: every thread is blocked and nothing can wake them\n{report}");
+    eprint!(
+        "thread9: deadlock: every thread is blocked and nothing can wake them\n{report}\
+         (a channel that a plain OS thread will use, but has not touched yet, must be made \
+         with Chan::new_shared)\n"
+    );
     for p in frozen {
         p.state.store(RUNNING, Ordering::SeqCst);
         prog.wake_one();

@@ -659,7 +659,7 @@ fn unexpected(want: &str, got: Msg) -> io::Error {
 /// only when the reply comes; made "external" so that deadlock detection
 /// knows a thread waiting on it may yet be woken.
 fn reply_chan<T>() -> Chan<T> {
-    Chan::new_external(1)
+    Chan::new_shared(1)
 }
 
 /// Runs `f` on an OS thread of its own when called in a program, so that
