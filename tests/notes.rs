@@ -564,3 +564,40 @@ fn threadnotify_outside_a_program_panics() {
     let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("threadnotify"), "{msg}");
 }
+
+#[test]
+#[ignore = "a scenario run in a child process by a_second_note_stops_a_program_that_cannot_end"]
+fn scenario_stuck() {
+    if !common::is_child("scenario_stuck") {
+        return;
+    }
+    watchdog();
+    let _ = run(|| {
+        // Another OS thread sends ^C every 100 ms. The first note marks the
+        // program ending, but its only thread computes and never reaches a
+        // blocking point; a later one must take the default action.
+        std::thread::spawn(|| {
+            loop {
+                kill(libc::SIGINT);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        println!("computing");
+        let mut x = 0u64;
+        loop {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    });
+    println!("run returned");
+}
+
+#[test]
+fn a_second_note_stops_a_program_that_cannot_end() {
+    let o = common::child("scenario_stuck");
+    assert_eq!(common::signal(&o), Some(libc::SIGINT), "{o:?}");
+    let out = common::stdout(&o);
+    assert!(
+        out.contains("computing\n") && !out.contains("run returned"),
+        "{out}"
+    );
+}

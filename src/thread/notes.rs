@@ -88,6 +88,10 @@
 //!   handlers use `SA_RESTART`), so a thread stuck in a plain `read` of the
 //!   terminal ends only when the read returns. Blocking I/O belongs in an
 //!   [`Ioproc`](crate::Ioproc), whose calls a dying caller interrupts.
+//!   A program that gets another note it does not accept while it is
+//!   still ending (a thread computing, or in such a call) cannot be ended
+//!   that way; the process then gets the signal's default action, so a
+//!   second `^C` stops it as it would stop any Unix program.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -253,13 +257,26 @@ fn handle(sig: libc::c_int) {
     let Some(&(_, note)) = NOTES.iter().find(|(s, _)| *s == sig) else {
         return;
     };
+    // A program that is already ending (an earlier note, say) and gets
+    // another note it does not accept has not reached a blocking point
+    // since: a thread computing, or stuck in a system call. Its threads
+    // cannot be ended, so the process is, by the signal's default action:
+    // a second ^C stops any program.
+    let mut stuck = false;
     for prog in &running {
-        notify(prog, note);
+        let ending = prog.exiting();
+        if !notify(prog, note) && ending {
+            stuck = true;
+        }
+    }
+    if stuck {
+        default_action(sig);
     }
 }
 
 /// Offers `note` to `prog`'s handlers; ends the program if none accepts.
-fn notify(prog: &Arc<Program>, note: &str) {
+/// Returns whether one did.
+fn notify(prog: &Arc<Program>, note: &str) -> bool {
     // A handler is an outsider that may wake a thread (or remove the last
     // handler, dropping the count `threadnotify` holds): keep the program
     // from being judged deadlocked until the handlers are done.
@@ -286,6 +303,7 @@ fn notify(prog: &Arc<Program>, note: &str) {
         }
     }
     DELIVERING.with(|d| *d.borrow_mut() = None);
+    let accepted = verdict.is_ok();
     if let Err(status) = verdict {
         prog.exit_all(&status);
     }
@@ -296,6 +314,7 @@ fn notify(prog: &Arc<Program>, note: &str) {
     if prog.awake.load(Ordering::SeqCst) == 0 {
         deadlock::check(prog);
     }
+    accepted
 }
 
 /// No program runs: give `sig` the effect it would have without thread9.
