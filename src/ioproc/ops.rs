@@ -35,12 +35,12 @@ fn ready(st: &IoState, fd: RawFd, events: libc::c_short) -> io::Result<()> {
     Ok(())
 }
 
-/// Makes a system call that `ppoll` said would not block, with the
-/// interrupt signal unblocked all the same (see [`IoState::signalled`]):
-/// a write may be larger than the room `POLLOUT` promised, and another
-/// reader of the same pipe or socket may have taken what `POLLIN` saw.
-/// An EINTR comes back as `None`: the caller's next wait then fails if the
-/// interrupt was ours, and waits again if it was some other signal's.
+/// Makes a system call that `ppoll` said would not block, interruptibly
+/// all the same (see [`IoState::signalled`]): a write may be larger than
+/// the room `POLLOUT` promised, and another reader of the same pipe or
+/// socket may have taken what `POLLIN` saw. An EINTR comes back as `None`:
+/// the caller's next wait then fails if the interrupt was ours, and waits
+/// again if it was some other signal's.
 fn syscall(st: &Arc<IoState>, f: impl FnOnce() -> isize) -> Option<io::Result<usize>> {
     match cvt(st.signalled(f)) {
         Err(e) if e.raw_os_error() == Some(libc::EINTR) => None,
@@ -49,13 +49,57 @@ fn syscall(st: &Arc<IoState>, f: impl FnOnce() -> isize) -> Option<io::Result<us
     }
 }
 
+/// Reads or writes once without blocking (`RWF_NOWAIT`: a pipe or socket
+/// then takes or gives only what it can at once), which needs no change
+/// of the signal mask; where that cannot be done (a regular file whose
+/// data is not cached, a descriptor that does not support it), the plain
+/// call, made interruptible by [`syscall`].
+fn transfer(
+    st: &Arc<IoState>,
+    fd: RawFd,
+    write: bool,
+    ptr: *mut u8,
+    len: usize,
+) -> Option<io::Result<usize>> {
+    let iov = libc::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len,
+    };
+    // SAFETY: `iov` describes memory the caller lends us, writable for a
+    // read; offset -1 means the descriptor's own position, as read(2) and
+    // write(2) use.
+    let r = unsafe {
+        if write {
+            libc::pwritev2(fd, &iov, 1, -1, libc::RWF_NOWAIT)
+        } else {
+            libc::preadv2(fd, &iov, 1, -1, libc::RWF_NOWAIT)
+        }
+    };
+    match cvt(r) {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL)
+            ) =>
+        {
+            // SAFETY: as above.
+            syscall(st, || unsafe {
+                if write {
+                    libc::write(fd, ptr.cast_const().cast(), len)
+                } else {
+                    libc::read(fd, ptr.cast(), len)
+                }
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => None,
+        r => Some(r),
+    }
+}
+
 pub(crate) fn read(st: &Arc<IoState>, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         ready(st, fd, libc::POLLIN)?;
-        // SAFETY: `buf` is valid for writes of its length.
-        if let Some(r) = syscall(st, || unsafe {
-            libc::read(fd, buf.as_mut_ptr().cast(), buf.len())
-        }) {
+        if let Some(r) = transfer(st, fd, false, buf.as_mut_ptr(), buf.len()) {
             return r;
         }
     }
@@ -84,10 +128,8 @@ pub(crate) fn write(st: &Arc<IoState>, fd: RawFd, buf: &[u8]) -> io::Result<usiz
     while n < buf.len() {
         let r = ready(st, fd, libc::POLLOUT).map(|()| {
             let rest = &buf[n..];
-            // SAFETY: `rest` is valid for reads of its length.
-            syscall(st, || unsafe {
-                libc::write(fd, rest.as_ptr().cast(), rest.len())
-            })
+            // (Only read through: `transfer` writes it out.)
+            transfer(st, fd, true, rest.as_ptr().cast_mut(), rest.len())
         });
         match r {
             Ok(None) => {}
