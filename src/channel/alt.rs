@@ -273,6 +273,35 @@ const NOP: AltEntry<'static> = AltEntry {
 /// Entries an alt keeps on the stack; more spill to the heap.
 const INLINE: usize = 4;
 
+/// Uninitialised room for `n` values of an alt's entries: in the frame for
+/// up to [`INLINE`] of them (no allocation for the usual alt), else on the
+/// heap.
+struct Scratch<T> {
+    small: [MaybeUninit<T>; INLINE],
+    heap: Vec<MaybeUninit<T>>,
+}
+
+impl<T: Copy> Scratch<T> {
+    #[inline(always)]
+    fn new() -> Scratch<T> {
+        Scratch {
+            small: [MaybeUninit::uninit(); INLINE],
+            heap: Vec::new(),
+        }
+    }
+
+    /// At least `n` slots.
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> &mut [MaybeUninit<T>] {
+        if n <= INLINE {
+            &mut self.small[..]
+        } else {
+            self.heap.resize(n, MaybeUninit::uninit());
+            &mut self.heap[..]
+        }
+    }
+}
+
 /// A growable list of entries that lives on the stack while short.
 struct Entries<'a> {
     /// The first `n` (up to INLINE) are written; left uninitialised
@@ -553,25 +582,18 @@ impl<'a> Alt<'a> {
         // a uniformly random order is a uniform pick among the ready
         // ones, and an alt whose first pick is ready draws no more. The
         // array is not initialised beyond what is written here.
-        let mut small = [MaybeUninit::<usize>::uninit(); INLINE];
-        let mut heap: Vec<MaybeUninit<usize>>;
-        let order = if n <= INLINE {
-            &mut small[..]
-        } else {
-            heap = Vec::with_capacity(n);
-            heap.resize(n, MaybeUninit::uninit());
-            &mut heap[..]
-        };
+        let mut order_room = Scratch::new();
+        let order = order_room.take(n);
         let o = order.as_mut_ptr();
         if self.nops == 0 {
             for k in 0..n {
-                // SAFETY: k < n = order.len().
+                // SAFETY: k < n <= order.len().
                 unsafe { (*o.add(k)).write(k) };
             }
         } else {
             let live = es.iter().enumerate().filter(|(_, e)| e.port.is_some());
             for (k, (i, _)) in live.enumerate() {
-                // SAFETY: there are n live entries, and n = order.len().
+                // SAFETY: there are n live entries, and n <= order.len().
                 unsafe { (*o.add(k)).write(i) };
             }
         }
@@ -631,21 +653,14 @@ impl<'a> Alt<'a> {
         let live = AltWait::live_in(n, &w.live, &w.spill);
         // How each channel was entered (`held[k]` for the first of its
         // entries in `live`), which is how it must be left.
-        let mut small_held = [MaybeUninit::<Held>::uninit(); INLINE];
-        let mut heap_held: Vec<MaybeUninit<Held>>;
-        let held = if n <= INLINE {
-            &mut small_held[..]
-        } else {
-            heap_held = Vec::with_capacity(n);
-            heap_held.resize(n, MaybeUninit::uninit());
-            &mut heap_held[..]
-        };
+        let mut held_room = Scratch::<Held>::new();
+        let held = held_room.take(n);
         let mut last = ptr::null();
         for (k, &i) in live.iter().enumerate() {
             let e = entry(i);
             if e.hdr != last {
                 // SAFETY: the header lives as long as the channel, which
-                // the alt borrows; left by `leave_all`. k < n = held.len().
+                // the alt borrows; left by `leave_all`. k < n <= held.len().
                 unsafe { held.get_unchecked_mut(k).write(Waits::enter(e.hdr, me)) };
                 last = e.hdr;
             }
