@@ -302,7 +302,9 @@ fn running_out_of_stacks_says_why() {
 
 #[test]
 fn absurd_stack_sizes_are_refused_with_the_reason() {
-    // Rounding usize::MAX up to a page once wrapped to a tiny stack.
+    // Rounding usize::MAX up to a page once wrapped to a tiny stack. A
+    // proc's thread refused its stack once left `run` waiting for ever.
+    let _w = common::watchdog("absurd stack sizes", 60);
     for make in [
         |f: fn()| {
             threadcreate(f, usize::MAX);

@@ -38,6 +38,19 @@ pub(crate) fn classify(payload: Box<dyn Any + Send>) -> Exit {
     Exit::Panic(msg)
 }
 
+/// Runs `f`, code of `prog` that runs on a proc's OS thread outside any
+/// thread (starting a proc's first thread, dropping a proc's data). A panic
+/// in it is a panic of the program, as one in a thread is; it must not
+/// unwind the proc's OS thread, which would then never count itself out of
+/// the program, and `run` would wait for it for ever.
+pub(crate) fn or_end_program(prog: &super::program::Program, f: impl FnOnce()) {
+    if let Err(payload) = panic::catch_unwind(panic::AssertUnwindSafe(f)) {
+        if let Exit::Panic(msg) = classify(payload) {
+            prog.exit_all(&format!("panic: {msg}"));
+        }
+    }
+}
+
 pub(crate) fn payload_message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&'static str>() {
         s.to_string()

@@ -521,10 +521,6 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
     let Some(l) = local() else {
         threads::outside("proccreate");
     };
-    // A size the new proc would refuse must be refused here, in the
-    // caller: a panic there, before its scheduler runs, would leave the
-    // proc counted in its program for ever.
-    stack::usable_size(stacksize);
     let prog = l.shared.program.clone();
     let id = l.new_tid();
     let grp = threads::current_ptr();
@@ -549,7 +545,11 @@ pub fn proccreate<F: FnOnce() + Send + 'static>(f: F, stacksize: usize) -> Threa
             let t = t;
             let local = ProcLocal::new(proc);
             local.enter(|| {
-                local.launch(t.0, f, stacksize);
+                // A thread that cannot have its stack (a size refused, or
+                // memory the kernel will not give) ends the program; the
+                // proc, left with nothing to run, then ends too.
+                let prog = &local.shared.program;
+                super::exit::or_end_program(prog, || local.launch(t.0, f, stacksize));
                 super::sched::run_proc(&local);
             });
         }),

@@ -54,17 +54,9 @@ pub(crate) fn run_proc(local: &ProcLocal) {
             None => idle(local),
         }
     }
-    // The proc's data goes with it, still on its OS thread. A panic in its
-    // destructor is a panic of the program, like one in a thread; it must
-    // not skip `remove_proc`, or `run` would wait for this proc for ever.
+    // The proc's data goes with it, still on its OS thread.
     let data = local.data.take();
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(data)))
-    {
-        let msg = super::exit::payload_message(&*payload);
-        // (Its own destructor may panic too; that must not escape either.)
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
-        local.shared.program.exit_all(&format!("panic: {msg}"));
-    }
+    super::exit::or_end_program(&local.shared.program, move || drop(data));
     let prog = &local.shared.program;
     if let Some(s) = local.last_status.borrow_mut().take() {
         prog.set_last_status(s);
