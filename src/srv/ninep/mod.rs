@@ -656,7 +656,7 @@ fn unexpected(want: &str, got: Msg) -> io::Error {
 }
 
 /// A reply channel. The reader thread, outside any program, sends on it
-/// only when the reply comes; made "external" so that deadlock detection
+/// only when the reply comes; made with `new_shared` so that deadlock detection
 /// knows a thread waiting on it may yet be woken.
 fn reply_chan<T>() -> Chan<T> {
     Chan::new_shared(1)
