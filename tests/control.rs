@@ -13,6 +13,22 @@ use thread9::{
     threadintgrp, threadkill, threadkillgrp, threadpid, threadsetgrp, threadyield,
 };
 
+/// Waits (checking every 200 us, for up to a minute) until the thread
+/// dump satisfies `ready`; fails with `what` and the dump otherwise. The
+/// caller's proc keeps running its other threads meanwhile.
+fn await_dump(what: &str, ready: impl Fn(&str) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = thread9::threaddump();
+        if ready(&d) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}:\n{d}");
+        threadyield();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// Starts `op` in a thread (in this proc, or a new proc), waits until the
 /// dump shows it blocked in `waits` (the dump's word for the wait), then
 /// interrupts it, and returns what `op` returned (as a string).
@@ -47,21 +63,10 @@ fn interrupted(
     // it into a confusing one).
     let line = format!("\tthread {id} ");
     let state = format!(": {waits}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let d = thread9::threaddump();
-        if d.lines()
+    await_dump(&format!("thread {id} never blocked in {waits}"), |d| {
+        d.lines()
             .any(|l| l.starts_with(&line) && l.contains(&state))
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "thread {id} never blocked in {waits}:\n{d}"
-        );
-        threadyield();
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    });
     threadint(id);
     out.recv().unwrap()
 }
@@ -410,19 +415,9 @@ fn groups_are_inherited_and_targeted() {
         // Let them all block (the dump shows three receives), then
         // interrupt group 5 only: an interrupt that finds a thread not yet
         // blocked would be dropped.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let d = thread9::threaddump();
-            if d.matches(": recv on ").count() == 3 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never all blocked:\n{d}"
-            );
-            threadyield();
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        await_dump("never all blocked", |d| {
+            d.matches(": recv on ").count() == 3
+        });
         threadintgrp(5);
         let mut got = vec![results.recv().unwrap(), results.recv().unwrap()];
         got.sort();

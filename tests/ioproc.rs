@@ -701,9 +701,8 @@ fn a_group_interrupt_does_not_end_an_idle_ioproc() {
 fn open_takes_plan9_modes_unix_flags_and_a_mix() {
     run(|| {
         let io = Ioproc::new();
-        let dir = std::env::temp_dir().join(format!("thread9-open-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("made");
+        let dir = common::TempDir::new("open");
+        let path = dir.0.join("made");
         // Unix flags: O_CREAT (Plan 9's ORCLOSE bit) creates.
         let fd = io.open(&path, libc::O_WRONLY | libc::O_CREAT).unwrap();
         assert_eq!(io.write(&fd, b"first").unwrap(), 5);
@@ -724,7 +723,6 @@ fn open_takes_plan9_modes_unix_flags_and_a_mix() {
         let mut buf = [0u8; 4];
         assert_eq!(io.read(&fd, &mut buf).unwrap(), 2);
         io.close(fd).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
     })
     .unwrap();
 }
